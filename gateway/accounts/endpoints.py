@@ -1,0 +1,107 @@
+"""Registration, login, API keys, attestation keys, consent."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.security import OAuth2PasswordRequestForm
+from pydantic import BaseModel
+
+from gateway.accounts.models import (
+    AccountCreate,
+    AccountPublic,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyPublic,
+    AttestationKeyCreate,
+    AttestationKeyPublic,
+    ConsentAccept,
+)
+from gateway.deps import CurrentAccount, StateDep, client_ip
+
+router = APIRouter(prefix="/v1", tags=["accounts"])
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+class AttestationKeyCreated(BaseModel):
+    kid: str
+    alg: str
+
+
+@router.post("/accounts", status_code=201)
+async def register(body: AccountCreate, request: Request, state: StateDep) -> AccountPublic:
+    account = await state.accounts.register(body, client_ip(request))
+    return AccountPublic.model_validate(account, from_attributes=True)
+
+
+@router.post("/auth/token")
+async def token(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()], state: StateDep
+) -> TokenResponse:
+    account = await state.accounts.authenticate(form.username, form.password)
+    access_token, expires_in = state.tokens.issue(account.id)
+    return TokenResponse(access_token=access_token, expires_in=expires_in)
+
+
+@router.post("/me/consent")
+async def accept_policy(
+    body: ConsentAccept, account: CurrentAccount, state: StateDep
+) -> AccountPublic:
+    updated = await state.accounts.accept_policy(account.id, body.privacy_policy_version)
+    return AccountPublic.model_validate(updated, from_attributes=True)
+
+
+@router.delete("/me/consent")
+async def withdraw_consent(account: CurrentAccount, state: StateDep) -> AccountPublic:
+    updated = await state.accounts.withdraw_consent(account.id)
+    return AccountPublic.model_validate(updated, from_attributes=True)
+
+
+@router.post("/api-keys", status_code=201)
+async def create_api_key(
+    body: ApiKeyCreate, account: CurrentAccount, state: StateDep
+) -> ApiKeyCreated:
+    key, full = await state.accounts.create_api_key(account.id, body.name)
+    return ApiKeyCreated(id=key.id, name=key.name, created_at=key.created_at, key=full)
+
+
+@router.get("/api-keys")
+async def list_api_keys(account: CurrentAccount, state: StateDep) -> list[ApiKeyPublic]:
+    keys = await state.accounts.list_api_keys(account.id)
+    return [ApiKeyPublic.model_validate(k, from_attributes=True) for k in keys]
+
+
+@router.delete("/api-keys/{key_id}")
+async def revoke_api_key(key_id: str, account: CurrentAccount, state: StateDep) -> ApiKeyPublic:
+    key = await state.accounts.revoke_api_key(account.id, key_id)
+    return ApiKeyPublic.model_validate(key, from_attributes=True)
+
+
+@router.post("/attestation-keys", status_code=201)
+async def register_attestation_key(
+    body: AttestationKeyCreate, account: CurrentAccount, state: StateDep
+) -> AttestationKeyCreated:
+    key = await state.accounts.register_attestation_key(account.id, body.jwk, body.name)
+    return AttestationKeyCreated(kid=key.kid, alg=key.alg)
+
+
+@router.get("/attestation-keys")
+async def list_attestation_keys(
+    account: CurrentAccount, state: StateDep
+) -> list[AttestationKeyPublic]:
+    keys = await state.accounts.list_attestation_keys(account.id)
+    return [AttestationKeyPublic.model_validate(k, from_attributes=True) for k in keys]
+
+
+@router.delete("/attestation-keys/{kid}")
+async def revoke_attestation_key(
+    kid: str, account: CurrentAccount, state: StateDep
+) -> AttestationKeyPublic:
+    key = await state.accounts.revoke_attestation_key(account.id, kid)
+    return AttestationKeyPublic.model_validate(key, from_attributes=True)

@@ -1,0 +1,376 @@
+"""Account use cases: registration, login, consent, API keys, attestation keys, suspension."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from gateway.accounts.models import (
+    Account,
+    AccountCreate,
+    AccountUpdate,
+    ApiKey,
+    AttestationKey,
+    Consent,
+)
+from gateway.accounts.repository import AccountRepository
+from gateway.config import Settings
+from gateway.db import Database
+from gateway.errors import (
+    EmailTaken,
+    GatewayError,
+    InvalidCredentials,
+    InvalidRequest,
+    NotFound,
+)
+from gateway.security import jws
+from gateway.security.passwords import Passwords, password_problems
+from gateway.security.tokens import new_api_key
+
+_ID_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_account_id() -> str:
+    return "acct_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(10))
+
+
+class WeakPassword(GatewayError):
+    code, status, title = "weak_password", 422, "The password is too weak"
+
+
+class PolicyVersionMismatch(GatewayError):
+    code, status, title = (
+        "privacy_policy_version_mismatch",
+        422,
+        "Accept the privacy policy version in force",
+    )
+
+
+class UnsupportedAttestationKey(GatewayError):
+    code, status, title = (
+        "attestation_key_unsupported",
+        422,
+        "Only public EC P-256 (ES256) or RSA >= 2048 bit (RS256) JWKs are accepted",
+    )
+
+
+class AttestationKeyExists(GatewayError):
+    code, status, title = "attestation_key_exists", 409, "This key is already registered"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    """What the request path needs to know about an account (cached briefly)."""
+
+    id: str
+    role: str
+    status: str
+    consent_version: str | None
+
+
+class AccountService:
+    def __init__(
+        self,
+        db: Database,
+        passwords: Passwords,
+        settings: Settings,
+        on_change: Callable[[str], None] = lambda _id: None,
+    ) -> None:
+        self.db = db
+        self.passwords = passwords
+        self.settings = settings
+        self.on_change = on_change  # drops cached state of this account (set by the app)
+
+    # --- registration and login -----------------------------------------------------------
+
+    async def register(self, data: AccountCreate, client_ip: str | None) -> Account:
+        if data.privacy_policy_version != self.settings.privacy_policy_version:
+            raise PolicyVersionMismatch(
+                f"The privacy policy in force is version {self.settings.privacy_policy_version}",
+                privacy_policy_version=self.settings.privacy_policy_version,
+            )
+        self._check_password(data.password, data.email)
+        password_hash = self.passwords.hash(data.password)
+        now = datetime.now(UTC)
+        account = Account(
+            id=new_account_id(),
+            email=data.email,
+            company=data.company,
+            phone=data.phone,
+            address=data.address,
+            password_hash=password_hash,
+            created_at=now,
+            registration_ip=client_ip,
+            consent_version=data.privacy_policy_version,
+            consent_at=now,
+        )
+        async with self.db.session() as session:
+            repo = AccountRepository(session)
+            if await repo.get_by_email(data.email) is not None:
+                raise EmailTaken()
+            try:
+                await repo.add(account)
+                await repo.add(Consent(account_id=account.id, policy_version=account.consent_version,
+                                       action="accept", at=now))
+                await repo.commit()
+            except IntegrityError as exc:
+                raise EmailTaken() from exc
+        return account
+
+    async def authenticate(self, email: str, password: str) -> Account:
+        """Same work and the same answer for an unknown email and a wrong password."""
+        async with self.db.session() as session:
+            account = await AccountRepository(session).get_by_email(email.strip().lower())
+        stored = account.password_hash if account is not None else None
+        if not self.passwords.verify(stored, password) or account is None:
+            raise InvalidCredentials()
+        return account
+
+    def _check_password(self, password: str, email: str) -> None:
+        problems = password_problems(password, email)
+        if problems:
+            raise WeakPassword("The password needs: " + "; ".join(problems), requirements=problems)
+
+    # --- the account itself ---------------------------------------------------------------
+
+    async def get(self, account_id: str) -> Account:
+        async with self.db.session() as session:
+            account = await AccountRepository(session).get(account_id)
+        if account is None:
+            raise NotFound("No such account")
+        return account
+
+    async def state(self, account_id: str) -> AccountState | None:
+        async with self.db.session() as session:
+            account = await AccountRepository(session).get(account_id)
+        if account is None:
+            return None
+        return AccountState(account.id, account.role, account.status, account.consent_version)
+
+    async def update(self, account_id: str, data: AccountUpdate) -> Account:
+        changes = data.model_dump(exclude_unset=True)
+        async with self.db.session() as session:
+            repo = AccountRepository(session)
+            account = await repo.get(account_id)
+            if account is None:
+                raise NotFound("No such account")
+            if "password" in changes or "email" in changes:
+                current = changes.pop("current_password", None)
+                if current is None or not self.passwords.verify(account.password_hash, current):
+                    raise InvalidRequest(
+                        "Changing the email or password needs current_password",
+                        errors=[{"field": "current_password", "code": "required_or_wrong",
+                                 "message": "give the current password"}],
+                    )
+            changes.pop("current_password", None)
+            if "password" in changes:
+                new_password = changes.pop("password")
+                self._check_password(new_password, changes.get("email") or account.email)
+                account.password_hash = self.passwords.hash(new_password)
+            if "email" in changes and changes["email"] != account.email:
+                if await repo.get_by_email(changes["email"]) is not None:
+                    raise EmailTaken()
+            for field, value in changes.items():
+                setattr(account, field, value)
+            try:
+                await repo.add(account)
+                await repo.commit()
+            except IntegrityError as exc:
+                raise EmailTaken() from exc
+        self.on_change(account_id)
+        return account
+
+    async def delete(self, account_id: str) -> None:
+        async with self.db.session() as session:
+            repo = AccountRepository(session)
+            await repo.delete_account(account_id)
+            await repo.commit()
+        self.on_change(account_id)
+
+    async def export(self, account_id: str) -> dict[str, Any]:
+        async with self.db.session() as session:
+            repo = AccountRepository(session)
+            account = await repo.get(account_id)
+            if account is None:
+                raise NotFound("No such account")
+            consents = await repo.consents(account_id)
+            api_keys = await repo.api_keys(account_id)
+            att_keys = await repo.attestation_keys(account_id)
+        account_dict = account.model_dump(exclude={"password_hash"})
+        return {
+            "account": account_dict,
+            "consents": [c.model_dump(exclude={"id", "account_id"}) for c in consents],
+            "api_keys": [k.model_dump(exclude={"secret_sha256", "account_id"}) for k in api_keys],
+            "attestation_keys": [k.model_dump(exclude={"account_id"}) for k in att_keys],
+        }
+
+    # --- consent --------------------------------------------------------------------------
+
+    async def accept_policy(self, account_id: str, version: str) -> Account:
+        if version != self.settings.privacy_policy_version:
+            raise PolicyVersionMismatch(
+                f"The privacy policy in force is version {self.settings.privacy_policy_version}",
+                privacy_policy_version=self.settings.privacy_policy_version,
+            )
+        return await self._set_consent(account_id, version, "accept")
+
+    async def withdraw_consent(self, account_id: str) -> Account:
+        return await self._set_consent(account_id, None, "withdraw")
+
+    async def _set_consent(self, account_id: str, version: str | None, action: str) -> Account:
+        now = datetime.now(UTC)
+        async with self.db.session() as session:
+            repo = AccountRepository(session)
+            account = await repo.get(account_id)
+            if account is None:
+                raise NotFound("No such account")
+            recorded = version or account.consent_version or self.settings.privacy_policy_version
+            account.consent_version = version
+            account.consent_at = now
+            await repo.add(account)
+            await repo.add(Consent(account_id=account_id, policy_version=recorded, action=action,
+                                   at=now))
+            await repo.commit()
+        self.on_change(account_id)
+        return account
+
+    # --- API keys -------------------------------------------------------------------------
+
+    async def create_api_key(self, account_id: str, name: str) -> tuple[ApiKey, str]:
+        key_id, full, digest = new_api_key()
+        key = ApiKey(id=key_id, account_id=account_id, name=name, secret_sha256=digest)
+        async with self.db.session() as session:
+            repo = AccountRepository(session)
+            await repo.add(key)
+            await repo.commit()
+        return key, full
+
+    async def list_api_keys(self, account_id: str) -> list[ApiKey]:
+        async with self.db.session() as session:
+            return list(await AccountRepository(session).api_keys(account_id))
+
+    async def revoke_api_key(self, account_id: str, key_id: str) -> ApiKey:
+        async with self.db.session() as session:
+            repo = AccountRepository(session)
+            key = await repo.api_key(key_id)
+            if key is None or key.account_id != account_id:
+                raise NotFound("No such API key")
+            if key.revoked_at is None:
+                key.revoked_at = datetime.now(UTC)
+                await repo.add(key)
+                await repo.commit()
+        self.on_change(account_id)
+        return key
+
+    async def api_key_owner(self, key_id: str, secret_sha256: str) -> str | None:
+        async with self.db.session() as session:
+            key = await AccountRepository(session).api_key(key_id)
+        if key is None or key.revoked_at is not None:
+            return None
+        if not jws.constant_time_equal(key.secret_sha256, secret_sha256):
+            return None
+        return key.account_id
+
+    # --- attestation keys -----------------------------------------------------------------
+
+    async def register_attestation_key(
+        self, account_id: str, jwk_data: dict[str, Any], name: str | None
+    ) -> AttestationKey:
+        kid = "ak_" + secrets.token_hex(8)
+        try:
+            bound = jws.public_key_from_jwk(kid, jwk_data, owner=account_id)
+            public = {k: jwk_data[k] for k in ("kty", "crv", "x", "y", "n", "e") if k in jwk_data}
+            thumbprint = jws.jwk_thumbprint(public)
+        except (jws.UnsupportedKey, KeyError) as exc:
+            raise UnsupportedAttestationKey(str(exc) if str(exc) else None) from exc
+        async with self.db.session() as session:
+            repo = AccountRepository(session)
+            for existing in await repo.attestation_keys(account_id):
+                if existing.thumbprint == thumbprint and existing.revoked_at is None:
+                    raise AttestationKeyExists(kid=existing.kid)
+            key = AttestationKey(kid=kid, account_id=account_id, name=name, alg=bound.alg,
+                                 jwk=public, thumbprint=thumbprint)
+            await repo.add(key)
+            await repo.commit()
+        return key
+
+    async def list_attestation_keys(self, account_id: str) -> list[AttestationKey]:
+        async with self.db.session() as session:
+            return list(await AccountRepository(session).attestation_keys(account_id))
+
+    async def revoke_attestation_key(self, account_id: str, kid: str) -> AttestationKey:
+        async with self.db.session() as session:
+            repo = AccountRepository(session)
+            key = await repo.attestation_key(kid)
+            if key is None or key.account_id != account_id:
+                raise NotFound("No such attestation key")
+            if key.revoked_at is None:
+                key.revoked_at = datetime.now(UTC)
+                await repo.add(key)
+                await repo.commit()
+        self.on_change(account_id)
+        return key
+
+    async def attestation_key(self, kid: str) -> AttestationKey | None:
+        async with self.db.session() as session:
+            key = await AccountRepository(session).attestation_key(kid)
+        return None if key is None or key.revoked_at is not None else key
+
+    # --- administration -------------------------------------------------------------------
+
+    async def set_status(self, admin_id: str, account_id: str, status: str, reason: str) -> Account:
+        async with self.db.session() as session:
+            repo = AccountRepository(session)
+            account = await repo.get(account_id)
+            if account is None:
+                raise NotFound("No such account")
+            account.status = status
+            account.suspended_reason = reason if status == "suspended" else None
+            await repo.add(account)
+            await repo.audit(admin_id, status, account_id, reason)
+            await repo.commit()
+        self.on_change(account_id)
+        return account
+
+    async def audit(self, admin_id: str, action: str, target: str | None, reason: str) -> None:
+        async with self.db.session() as session:
+            repo = AccountRepository(session)
+            await repo.audit(admin_id, action, target, reason)
+            await repo.commit()
+
+    async def create_admin(self, email: str, password: str | None) -> tuple[Account, str | None]:
+        """Create or promote an admin. Returns the account and a generated one-time password."""
+        email = email.strip().lower()
+        generated = None
+        async with self.db.session() as session:
+            repo = AccountRepository(session)
+            account = await repo.get_by_email(email)
+            if account is None:
+                if password is None:
+                    generated = password = secrets.token_urlsafe(18)
+                self._check_password(password, email)
+                now = datetime.now(UTC)
+                account = Account(
+                    id=new_account_id(), email=email, password_hash=self.passwords.hash(password),
+                    role="admin", created_at=now,
+                    consent_version=self.settings.privacy_policy_version, consent_at=now,
+                )
+                await repo.add(account)
+                await repo.add(Consent(account_id=account.id,
+                                       policy_version=self.settings.privacy_policy_version,
+                                       action="accept", at=now))
+            else:
+                account.role = "admin"
+                if password is not None:
+                    self._check_password(password, email)
+                    account.password_hash = self.passwords.hash(password)
+                await repo.add(account)
+            await repo.commit()
+        self.on_change(account.id)
+        return account, generated

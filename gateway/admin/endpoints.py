@@ -1,0 +1,71 @@
+"""Administration: suspension, search statistics, and 6.4 disclosure (itself audited)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.accounts.models import AccountPublic
+from gateway.deps import CurrentAdmin, StateDep
+from gateway.searchlog.models import SearchEventPublic
+from gateway.searchlog.repository import SearchLogRepository
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+
+class Reason(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=3, max_length=1000)
+
+
+class Disclosure(BaseModel):
+    account_id: str
+    requested_by: str
+    reason: str
+    rows: list[SearchEventPublic]
+
+
+@router.post("/accounts/{account_id}/suspend")
+async def suspend(
+    account_id: str, body: Reason, admin: CurrentAdmin, state: StateDep
+) -> AccountPublic:
+    account = await state.accounts.set_status(admin.id, account_id, "suspended", body.reason)
+    return AccountPublic.model_validate(account, from_attributes=True)
+
+
+@router.post("/accounts/{account_id}/unsuspend")
+async def unsuspend(
+    account_id: str, body: Reason, admin: CurrentAdmin, state: StateDep
+) -> AccountPublic:
+    account = await state.accounts.set_status(admin.id, account_id, "active", body.reason)
+    return AccountPublic.model_validate(account, from_attributes=True)
+
+
+@router.post("/accounts/{account_id}/disclosure")
+async def disclosure(
+    account_id: str, body: Reason, admin: CurrentAdmin, state: StateDep
+) -> Disclosure:
+    """Re-identify one account's queries for a misuse case; recorded in the audit trail first."""
+    await state.accounts.get(account_id)
+    await state.accounts.audit(admin.id, "disclosure", account_id, body.reason)
+    rows = await state.searchlog.rows_for_account(account_id)
+    return Disclosure(account_id=account_id, requested_by=admin.id, reason=body.reason, rows=rows)
+
+
+@router.get("/search-stats")
+async def search_stats(
+    admin: CurrentAdmin,
+    state: StateDep,
+    days: int = Query(default=30, ge=1, le=400),
+) -> dict[str, Any]:
+    """Daily counts by make, model year, country and outcome, from the search-log store alone."""
+    await state.searchlog.flush()
+    since = int(time.time()) - days * 86400
+    async with state.searchlog_db.session() as session:
+        counts = await SearchLogRepository(session).daily_counts(
+            since, ("make", "model_year", "country_code", "outcome")
+        )
+    return {"since": since, "counts": counts}

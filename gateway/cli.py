@@ -1,0 +1,161 @@
+"""``vin-gateway``: serve | migrate | create-admin | catalogue-serve."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+
+from pydantic import ValidationError
+
+from gateway.config import Settings
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "settings"
+            print(f"vin-gateway: configuration error ({where}): {err['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _uvicorn_log_config() -> dict:
+    """Uvicorn's own logs without its access log (ours is scrubbed: route templates only)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": LOG_FORMAT}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+        "loggers": {
+            "uvicorn": {"handlers": ["stderr"], "level": "INFO"},
+            "uvicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
+            "vin_gateway": {"handlers": ["stderr"], "level": "INFO"},
+            "vin_gateway.access": {"handlers": ["stderr"], "level": os.environ.get(
+                "VINGW_ACCESS_LOG_LEVEL", "WARNING")},
+        },
+    }
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = _settings()
+    if args.workers > 1 and settings.embedded_redis:
+        print(
+            "vin-gateway: --workers above 1 needs a shared Redis (replay cache, rate limits, "
+            "search-log queue): set VINGW_REDIS_URL. The embedded stand-in lives in one process.",
+            file=sys.stderr,
+        )
+        return 2
+    if args.workers > 1 and settings.run_migrations_on_start:
+        from gateway.state import run_migrations
+
+        run_migrations(settings)
+        os.environ["VINGW_MIGRATE_ON_START"] = "false"
+    uvicorn.run(
+        "gateway.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        access_log=False,
+        log_config=_uvicorn_log_config(),
+        proxy_headers=args.proxy_headers,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        server_header=False,
+    )
+    return 0
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    from gateway.state import run_migrations
+
+    settings = _settings()
+    run_migrations(settings)
+    print("vin-gateway: accounts and search-log databases are at the latest schema")
+    return 0
+
+
+def cmd_create_admin(args: argparse.Namespace) -> int:
+    from gateway.state import build_state
+
+    settings = _settings()
+    password = None
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass()
+
+    async def run() -> int:
+        state = await build_state(settings, migrate_on_start=settings.run_migrations_on_start)
+        try:
+            account, generated = await state.accounts.create_admin(args.email, password)
+        finally:
+            await state.close()
+        print(f"admin account {account.id} ({account.email})")
+        if generated:
+            print(f"one-time password: {generated}")
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_catalogue_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run(
+        "gateway.catalogue.server:create_catalogue_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        access_log=False,
+        log_config=_uvicorn_log_config(),
+        server_header=False,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vin-gateway", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--proxy-headers", action="store_true",
+                       help="trust X-Forwarded-For from --forwarded-allow-ips")
+    serve.add_argument("--forwarded-allow-ips", default="127.0.0.1")
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="run the Alembic migrations of both databases")
+    migrate.set_defaults(func=cmd_migrate)
+
+    admin = sub.add_parser("create-admin", help="create or promote an admin account")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--password-stdin", action="store_true",
+                       help="read the password from stdin instead of generating one")
+    admin.set_defaults(func=cmd_create_admin)
+
+    cat = sub.add_parser("catalogue-serve", help="serve the sample catalogue over HTTP")
+    cat.add_argument("--host", default="127.0.0.1")
+    cat.add_argument("--port", type=int, default=8100)
+    cat.add_argument("--workers", type=int, default=1)
+    cat.set_defaults(func=cmd_catalogue_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,140 @@
+"""Settings: environment variables with the ``VINGW_`` prefix (a ``.env`` file is read too).
+
+With nothing configured the gateway runs on embedded defaults: two SQLite files under the data
+dir, the sample catalogue shipped in the package and an in-process stand-in for Redis.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+PLACEHOLDER_SECRETS = frozenset({"changethis", "change-me", "changeme", "secret", "password", ""})
+
+
+def async_database_url(url: str) -> str:
+    """The SQLAlchemy URL with the async driver this project uses for its dialect."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
+    if backend == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    raise ValueError(f"unsupported database backend {backend!r}: use SQLite or PostgreSQL")
+
+
+def sync_database_url(url: str) -> str:
+    """The same database with a synchronous driver (Alembic runs synchronously)."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    driver = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg"}.get(backend)
+    if driver is None:
+        raise ValueError(f"unsupported database backend {backend!r}: use SQLite or PostgreSQL")
+    return parsed.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def same_database(a: str, b: str) -> bool:
+    """True when two URLs name the same database (host, port and database; driver ignored)."""
+    ua, ub = make_url(a), make_url(b)
+    if ua.get_backend_name() != ub.get_backend_name():
+        return False
+    if ua.get_backend_name() == "sqlite":
+        da, db = ua.database or ":memory:", ub.database or ":memory:"
+        if ":memory:" in (da, db):
+            return False
+        return Path(da).resolve() == Path(db).resolve()
+    return (ua.host or "localhost", ua.port or 5432, ua.database) == (
+        ub.host or "localhost",
+        ub.port or 5432,
+        ub.database,
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="VINGW_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    data_dir: Path = Path("var")
+    database_url: str | None = None
+    log_database_url: str | None = None
+    redis_url: str | None = None
+    redis_timeout_s: float = Field(default=0.25, gt=0)
+    catalogue_url: str | None = None
+    catalogue_timeout_s: float = Field(default=2.0, gt=0)
+    catalogue_retries: int = Field(default=2, ge=0, le=5)
+    catalogue_cache_size: int = Field(default=4096, ge=0)
+
+    instance: str = "gw-1"
+    issuer: str = "vin-gateway"
+    audience: str = "vin-gateway"
+    attestation_max_lifetime_s: int = Field(default=300, gt=0)
+    attestation_future_iat_leeway_s: int = Field(default=60, ge=0)
+    attestation_exp_leeway_s: int = Field(default=5, ge=0)
+    gateway_attestation_ttl_s: int = Field(default=120, gt=0)
+
+    access_token_ttl_s: int = Field(default=900, gt=0)
+    token_signing_key: SecretStr | None = None
+    auth_cache_ttl_s: float = Field(default=5.0, ge=0)
+
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=65536, ge=8)
+    argon2_parallelism: int = Field(default=2, ge=1)
+
+    privacy_policy_version: str = "2026-11-01"
+    privacy_policy_effective_date: date = date(2026, 11, 1)
+    privacy_policy_url: str = "/privacy-policy"
+
+    migrate_on_start: bool | None = None
+    max_body_bytes: int = Field(default=16_384, gt=0)
+    metrics_enabled: bool = True
+    frontend_enabled: bool = True
+
+    @field_validator("token_signing_key")
+    @classmethod
+    def _refuse_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            raw = value.get_secret_value()
+            if raw.strip().lower() in PLACEHOLDER_SECRETS or len(raw) < 32:
+                raise ValueError(
+                    "VINGW_TOKEN_SIGNING_KEY is a placeholder or shorter than 32 characters; "
+                    "unset it to have one generated in the data dir"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _stores_apart(self) -> Settings:
+        if same_database(self.accounts_url, self.search_log_url):
+            raise ValueError(
+                "VINGW_DATABASE_URL and VINGW_LOG_DATABASE_URL name the same database: the "
+                "search log must be kept in a separate database from account data"
+            )
+        return self
+
+    @cached_property
+    def accounts_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'accounts.sqlite3'}"
+
+    @cached_property
+    def search_log_url(self) -> str:
+        return self.log_database_url or f"sqlite:///{self.data_dir / 'searchlog.sqlite3'}"
+
+    @property
+    def run_migrations_on_start(self) -> bool:
+        """Embedded defaults migrate at start-up; configured databases use `vin-gateway migrate`."""
+        if self.migrate_on_start is not None:
+            return self.migrate_on_start
+        return self.database_url is None and self.log_database_url is None
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.data_dir / "secrets"
+
+    @property
+    def embedded_redis(self) -> bool:
+        return self.redis_url is None

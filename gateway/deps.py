@@ -1,0 +1,286 @@
+"""The request path as ``Annotated`` dependency aliases.
+
+A VIN endpoint's signature reads the path top to bottom::
+
+    log: QueryLogDep                      opened first; records every outcome on the way out
+    account: VINAccount                   bearer -> account; suspended / consent / block checks
+    attestation: LookupAttestation        the per-query attestation, stateless checks
+    vin: LookupVIN                        normalized, validated and decoded VIN
+    quota: LookupQuota                    ONE Redis round trip: block, jti replay, flood bucket
+    catalogue: CatalogueDep               the parts catalogue (features only, never the VIN)
+
+A refused attestation or an invalid VIN raises before the quota step, so the ``QueryLog``
+dependency, entered first, catches every refusal on the way out: it reports the refusal to the
+limiter as a suspicious-usage signal (one round trip, refusals only) and writes the search-log
+event. Successful queries are logged the same way; the search log never blocks the request.
+
+(No ``from __future__ import annotations`` here: the step factories below build dependencies
+whose body annotation is a runtime class, which FastAPI must see.)
+"""
+
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import vin as vinlib
+from fastapi import Depends, Header, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from gateway.accounts.service import AccountState
+from gateway.catalogue.backends import Catalogue
+from gateway.errors import (
+    AccountSuspended,
+    AdminRequired,
+    ConsentWithdrawn,
+    GatewayError,
+    NotAuthenticated,
+    PolicyAcceptanceRequired,
+)
+from gateway.limits.limiter import Decision, RateLimited, SuspiciousUsageBlocked
+from gateway.lookups.schemas import DecodeRequest, LookupRequest, VinBody
+from gateway.searchlog.service import QueryEvent
+from gateway.security.attestation import Attestation, AttestationReplayed
+from gateway.state import AppState
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.gw  # type: ignore[no-any-return]
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+_bearer = HTTPBearer(auto_error=False, description="An access token or a vgk_ API key")
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+async def current_account(
+    state: StateDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> AccountState:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise NotAuthenticated()
+    account, _key_id = await state.auth.resolve(credentials.credentials)
+    if account.status == "suspended":
+        raise AccountSuspended()
+    return account
+
+
+CurrentAccount = Annotated[AccountState, Depends(current_account)]
+
+
+async def current_admin(account: CurrentAccount) -> AccountState:
+    if account.role != "admin":
+        raise AdminRequired()
+    return account
+
+
+CurrentAdmin = Annotated[AccountState, Depends(current_admin)]
+
+
+# --- the VIN request path -------------------------------------------------------------------
+
+#: refusal code -> suspicious-usage signal reported to the limiter
+SIGNALS: dict[str, str] = {
+    "invalid_vin": "invalid_vin",
+    "attestation_bad_signature": "attestation_refused",
+    "attestation_unknown_key": "attestation_refused",
+    "attestation_algorithm_not_allowed": "attestation_refused",
+    "attestation_replayed": "attestation_refused",
+    "attestation_vin_mismatch": "attestation_refused",
+    "attestation_subject_mismatch": "attestation_refused",
+    "attestation_issuer_mismatch": "attestation_refused",
+    "attestation_basis_invalid": "attestation_refused",
+    "attestation_malformed": "attestation_refused",
+    "attestation_missing": "attestation_refused",
+}
+
+
+@dataclass
+class QueryLog:
+    """One VIN query as it goes down the path; written to the search log on the way out."""
+
+    endpoint: str
+    client_ip: str | None
+    user_agent: str | None
+    started: float = field(default_factory=time.perf_counter)
+    account_id: str | None = None
+    vin: str | None = None
+    decoded: vinlib.DecodedVIN | None = None
+    attestation: Attestation | None = None
+    decision: Decision | None = None
+    outcome: str = "ok"
+    code: str | None = None
+
+    def event(self) -> QueryEvent:
+        d, a = self.decoded, self.attestation
+        return QueryEvent(
+            account_id=self.account_id or "",
+            endpoint=self.endpoint,
+            outcome=self.outcome,
+            code=self.code,
+            vin=self.vin,
+            wmi=d.wmi if d else None,
+            make=d.make if d else None,
+            model_year=d.model_year if d else None,
+            country_code=d.country_code if d else None,
+            basis=a.basis if a else None,
+            purpose=a.purpose if a else None,
+            owner_ref=a.owner_ref if a else None,
+            jti=a.jti if a else None,
+            gateway_issued=a.gateway_issued if a else None,
+            client_ip=self.client_ip,
+            user_agent=self.user_agent,
+            latency_ms=(time.perf_counter() - self.started) * 1000,
+        )
+
+
+async def query_log(request: Request, state: StateDep) -> AsyncIterator[QueryLog]:
+    route = request.scope.get("route")
+    record = QueryLog(
+        endpoint=getattr(route, "name", "vin"),
+        client_ip=client_ip(request),
+        user_agent=request.headers.get("user-agent"),
+    )
+    try:
+        yield record
+    except (GatewayError, RequestValidationError) as exc:
+        record.outcome = "refused"
+        record.code = exc.code if isinstance(exc, GatewayError) else "invalid_request"
+        signal = SIGNALS.get(record.code)
+        if signal and record.account_id and record.decision is None:
+            await state.limiter.record_signal(record.account_id, signal)
+        if isinstance(exc, GatewayError) and record.decision is not None:
+            exc.headers.update(record.decision.headers())
+        raise
+    finally:
+        if record.account_id:
+            state.searchlog.record(record.event())
+
+
+QueryLogDep = Annotated[QueryLog, Depends(query_log)]
+
+
+async def vin_account(account: CurrentAccount, log: QueryLogDep, state: StateDep) -> AccountState:
+    log.account_id = account.id
+    if account.consent_version is None:
+        raise ConsentWithdrawn()
+    if account.consent_version != state.settings.privacy_policy_version:
+        raise PolicyAcceptanceRequired(
+            privacy_policy_version=state.settings.privacy_policy_version
+        )
+    return account
+
+
+VINAccount = Annotated[AccountState, Depends(vin_account)]
+
+
+class InvalidVIN(GatewayError):
+    code, status, title = "invalid_vin", 422, "The VIN is not valid"
+
+
+Step = Callable[..., Coroutine[Any, Any, Any]]
+
+
+def attestation_step(model: type[VinBody]) -> Step:
+    async def verified_attestation(
+        body: model,  # type: ignore[valid-type]
+        account: VINAccount,
+        log: QueryLogDep,
+        state: StateDep,
+        vin_attestation: Annotated[
+            str | None, Header(description="The per-query attestation (compact JWS)")
+        ] = None,
+    ) -> Attestation:
+        log.vin = vinlib.normalize(body.vin)
+        attestation = await state.verifier.check(
+            vin_attestation, account_id=account.id, normalized_vin=log.vin, now=int(time.time())
+        )
+        log.attestation = attestation
+        return attestation
+
+    return verified_attestation
+
+
+def vin_step(model: type[VinBody]) -> Step:
+    async def valid_vin(body: model, log: QueryLogDep) -> vinlib.DecodedVIN:  # type: ignore[valid-type]
+        decoded = vinlib.decode(body.vin)
+        log.decoded = decoded
+        if not decoded.valid:
+            raise InvalidVIN(
+                "The VIN has problems: " + ", ".join(sorted({e.code for e in decoded.errors})),
+                errors=[e.to_dict() for e in decoded.errors],
+            )
+        return decoded
+
+    return valid_vin
+
+
+def quota_step(attestation_dep: Step, vin_dep: Step, cost: int) -> Step:
+    async def quota(
+        account: VINAccount,
+        attestation: Annotated[Attestation, Depends(attestation_dep)],
+        _vin: Annotated[vinlib.DecodedVIN, Depends(vin_dep)],
+        log: QueryLogDep,
+        state: StateDep,
+        response: Response,
+    ) -> Decision:
+        now = int(time.time())
+        decision = await state.limiter.admit(
+            account.id,
+            jti=attestation.jti,
+            jti_ttl=state.verifier.replay_ttl(attestation, now),
+            cost=cost,
+        )
+        log.decision = decision
+        response.headers.update(decision.headers())
+        if decision.verdict == "replayed":
+            raise AttestationReplayed()
+        if decision.verdict == "blocked":
+            raise SuspiciousUsageBlocked(
+                headers={"Retry-After": str(decision.retry_after)}, policy="block"
+            )
+        if decision.verdict == "limited":
+            raise RateLimited(
+                headers={"Retry-After": str(decision.retry_after)}, policy=decision.policy.name
+            )
+        return decision
+
+    return quota
+
+
+@dataclass(frozen=True)
+class VinPath:
+    """The steps of the VIN request path bound to one request body model (built once)."""
+
+    attestation: Step
+    vin: Step
+    quota: Step
+
+
+def vin_path(model: type[VinBody], *, cost: int) -> VinPath:
+    attestation = attestation_step(model)
+    valid_vin = vin_step(model)
+    return VinPath(attestation, valid_vin, quota_step(attestation, valid_vin, cost))
+
+
+_decode = vin_path(DecodeRequest, cost=1)
+_lookup = vin_path(LookupRequest, cost=2)
+
+DecodeAttestation = Annotated[Attestation, Depends(_decode.attestation)]
+DecodeVIN = Annotated[vinlib.DecodedVIN, Depends(_decode.vin)]
+DecodeQuota = Annotated[Decision, Depends(_decode.quota)]
+LookupAttestation = Annotated[Attestation, Depends(_lookup.attestation)]
+LookupVIN = Annotated[vinlib.DecodedVIN, Depends(_lookup.vin)]
+LookupQuota = Annotated[Decision, Depends(_lookup.quota)]
+
+
+def get_catalogue(state: StateDep) -> Catalogue:
+    return state.catalogue
+
+
+CatalogueDep = Annotated[Catalogue, Depends(get_catalogue)]

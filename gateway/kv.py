@@ -1,0 +1,28 @@
+"""The Redis client: a real server when ``VINGW_REDIS_URL`` is set, else an in-process stand-in.
+
+The stand-in is fakeredis with Lua (lupa), so the same Lua scripts and commands run on both:
+one implementation of the logic, not two. It is not shared between processes, which is why
+embedded mode refuses more than one worker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from gateway.config import Settings
+
+
+def make_redis(settings: Settings) -> Any:
+    if settings.redis_url is None:
+        import fakeredis
+
+        return fakeredis.FakeAsyncRedis()
+    return aioredis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+        health_check_interval=30,
+        retry_on_timeout=False,
+    )

@@ -1,0 +1,110 @@
+"""Request and response bodies of the VIN endpoints (the VIN only ever travels in bodies)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class VinBody(BaseModel):
+    """Every VIN request body has a ``vin``; endpoints subclass it with their own fields."""
+
+    model_config = ConfigDict(extra="forbid")
+    vin: str = Field(max_length=64, description="The VIN (normalized: trimmed, upper-cased)")
+
+
+class DecodeRequest(VinBody):
+    pass
+
+
+class LookupRequest(VinBody):
+    categories: list[str] | None = Field(default=None, max_length=20)
+    vehicle_type_id: str | None = Field(default=None, max_length=64)
+
+
+class CheckDigitOut(BaseModel):
+    required: bool
+    valid: bool | None
+    expected: str | None
+    found: str | None
+
+
+class VehicleOut(BaseModel):
+    """The decoded vehicle (see the `vin` library; the same object as `vin decode --json`)."""
+
+    vin: str
+    valid: bool
+    errors: list[dict[str, Any]]
+    wmi: str | None
+    vds: str | None
+    vis: str | None
+    manufacturer: str | None
+    make: str | None
+    make_candidates: list[str]
+    country: str | None
+    country_code: str | None
+    region: str | None
+    model_year: int | None
+    model_year_candidates: list[int]
+    plant_code: str | None
+    serial_number: str | None
+    check_digit: CheckDigitOut
+
+
+class DecodeResponse(BaseModel):
+    vehicle: VehicleOut
+
+
+class VehicleTypeOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    make: str
+    model: str
+    years: dict[str, int | None]
+
+
+class PartOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    part_number: str
+    name: str
+    category: str
+    brand: str
+
+
+class LookupResponse(BaseModel):
+    query_id: str
+    vehicle: VehicleOut
+    vehicle_type: VehicleTypeOut | None
+    alternatives: list[VehicleTypeOut]
+    parts: list[PartOut]
+    reason: str | None = None
+
+
+class OwnerAuthorizationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ref: str = Field(min_length=1, max_length=64)
+    valid_until: int
+    scope: list[Literal["parts_inquiry", "maintenance"]] | None = None
+
+
+class AttestationRequest(VinBody):
+    basis: Literal["owner", "owner_authorized"]
+    purpose: Literal["parts_inquiry", "maintenance"]
+    owner_authorization: OwnerAuthorizationIn | None = None
+
+
+class AttestationIssued(BaseModel):
+    attestation: str
+    expires_at: datetime
+    jti: str
+
+
+class Category(BaseModel):
+    id: str
+    name: str
+
+
+class CategoriesResponse(BaseModel):
+    categories: list[Category]

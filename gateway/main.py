@@ -1,0 +1,182 @@
+"""The app factory. Its lifespan owns the engines, the Redis client, caches and the log writer."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.accounts.endpoints import router as accounts_router
+from gateway.admin.endpoints import router as admin_router
+from gateway.config import Settings
+from gateway.deps import StateDep
+from gateway.errors import (
+    PayloadTooLarge,
+    ServiceUnavailable,
+    UnsupportedMediaType,
+    install_error_handlers,
+    problem_bytes,
+)
+from gateway.lookups.endpoints import router as lookups_router
+from gateway.privacy.endpoints import router as privacy_router
+from gateway.state import build_state
+
+access_log = logging.getLogger("vin_gateway.access")
+
+REQUESTS = Counter(
+    "vingw_requests_total", "HTTP requests by route template and status", ["route", "status"]
+)
+LATENCY = Histogram(
+    "vingw_request_seconds",
+    "Request latency by route template",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+#: Bodies that are not JSON: the OAuth2 form at /v1/auth/token.
+FORM_PATHS = frozenset({"/v1/auth/token"})
+
+
+class GuardMiddleware:
+    """Body size and content type checks, and the scrubbed access log.
+
+    The access log names the route *template* (never a raw path), the method, the status and the
+    duration: no query string, no header, no body. VINs travel only in bodies anyway.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+        headers = dict(scope.get("headers") or [])
+        method = scope["method"]
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+            await send(message)
+
+        refusal = None
+        if method in {"POST", "PUT", "PATCH"}:
+            length = headers.get(b"content-length")
+            if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+                refusal = PayloadTooLarge(f"At most {self.max_body_bytes} bytes are accepted")
+            elif scope["path"].startswith("/v1/"):
+                ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+                wanted_form = scope["path"] in FORM_PATHS
+                ok = (
+                    ctype in {b"application/x-www-form-urlencoded", b"multipart/form-data"}
+                    if wanted_form
+                    else ctype == b"application/json" or ctype.endswith(b"+json")
+                )
+                if not ok and (length not in (None, b"0") or b"transfer-encoding" in headers):
+                    expected = "a form" if wanted_form else "application/json"
+                    refusal = UnsupportedMediaType(f"Send the body as {expected}")
+        if refusal is not None:
+            body = problem_bytes(refusal)
+            await send_wrapper({
+                "type": "http.response.start",
+                "status": refusal.status,
+                "headers": [(b"content-type", b"application/problem+json"),
+                            (b"content-length", str(len(body)).encode())],
+            })
+            await send({"type": "http.response.body", "body": body})
+        else:
+            await self.app(scope, self._limited(receive), send_wrapper)
+        route = scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        elapsed = time.perf_counter() - started
+        REQUESTS.labels(template, str(status_holder["status"])).inc()
+        LATENCY.labels(template).observe(elapsed)
+        access_log.info("%s %s %d %.1fms", method, template, status_holder["status"],
+                        elapsed * 1000)
+
+    def _limited(self, receive: Receive) -> Receive:
+        seen = 0
+        limit = self.max_body_bytes
+
+        async def wrapped() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise StarletteHTTPException(413)
+            return message
+
+        return wrapped
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    migrate_on_start = settings.run_migrations_on_start
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = await build_state(settings, migrate_on_start=migrate_on_start)
+        app.state.gw = state
+        try:
+            yield
+        finally:
+            await state.close()
+
+    app = FastAPI(
+        title="vin-gateway",
+        version="0.1.0",
+        description=(
+            "Parts-catalogue lookups by VIN with a per-query owner-authorization attestation. "
+            "VINs travel only in POST bodies. Errors are RFC 9457 problem+json with a stable "
+            "`code`."
+        ),
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes)
+    for router in (privacy_router, accounts_router, lookups_router, admin_router):
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz(state: StateDep) -> dict[str, Any]:
+        checks: dict[str, str] = {}
+        for name, db in (("accounts", state.accounts_db), ("searchlog", state.searchlog_db)):
+            try:
+                async with db.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+                checks[name] = "ok"
+            except Exception as exc:  # noqa: BLE001 - readiness reports any failure
+                checks[name] = type(exc).__name__
+        try:
+            await state.redis.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            checks["redis"] = type(exc).__name__
+        if any(v != "ok" for v in checks.values()):
+            raise ServiceUnavailable("Not ready", checks=checks)
+        return {"status": "ready", "checks": checks}
+
+    if settings.metrics_enabled:
+
+        @app.get("/metrics", include_in_schema=False)
+        async def metrics(request: Request) -> PlainTextResponse:
+            return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

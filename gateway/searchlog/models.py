@@ -1,0 +1,47 @@
+"""The pseudonymized search log: its own database, its own metadata, no account table.
+
+One row per VIN query, refused ones included. Pseudonyms are keyed HMACs (see ``pseudonym``);
+IPs are truncated (IPv4 /24, IPv6 /48); nothing here is a clear VIN, an email, a full IP or a
+raw token, and nothing references the accounts database.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+
+
+class SearchLogModel(SQLModel, registry=registry()):
+    """Base of the search-log database's tables (its own metadata)."""
+
+
+class SearchEventBase(SQLModel):
+    at: int = Field(index=True)  # epoch seconds
+    key_epoch: str = Field(max_length=16, index=True)
+    account_pseudonym: str = Field(max_length=64, index=True)
+    vin_pseudonym: str | None = Field(default=None, max_length=64)
+    wmi: str | None = Field(default=None, max_length=6)
+    make: str | None = Field(default=None, max_length=64)
+    model_year: int | None = None
+    country_code: str | None = Field(default=None, max_length=2)
+    endpoint: str = Field(max_length=32)
+    outcome: str = Field(max_length=16)  # ok | refused | miss
+    code: str | None = Field(default=None, max_length=64)
+    basis: str | None = Field(default=None, max_length=32)
+    purpose: str | None = Field(default=None, max_length=32)
+    owner_ref_pseudonym: str | None = Field(default=None, max_length=64)
+    jti_digest: str | None = Field(default=None, max_length=64)
+    gateway_issued: bool | None = None
+    client_ip: str | None = Field(default=None, max_length=64)  # truncated
+    ua_family: str | None = Field(default=None, max_length=32)
+    latency_ms: float | None = None
+    instance: str = Field(max_length=64)
+
+
+class SearchEvent(SearchEventBase, SearchLogModel, table=True):
+    __tablename__ = "search_event"
+    id: int | None = Field(default=None, primary_key=True)
+
+
+class SearchEventPublic(SearchEventBase):
+    pass

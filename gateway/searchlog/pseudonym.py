@@ -1,0 +1,129 @@
+"""Keyed pseudonyms: HMAC-SHA256 with one key per domain and per epoch.
+
+Domains (``account``, ``vin``, ``owner_ref``, ``jti``) have separate keys so pseudonyms of
+different kinds cannot be linked. Keys rotate each epoch (a calendar month by default) and live
+in a key file outside both databases (``<secrets dir>/pseudonym_keys.json``; in production a
+mounted secret). Destroying an epoch's keys makes that epoch's rows anonymous: nobody can
+recompute a pseudonym to find them any more.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import hashlib
+import hmac
+import ipaddress
+import json
+import os
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+
+DOMAINS = ("account", "vin", "owner_ref", "jti")
+
+
+def epoch_of(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m")
+
+
+class KeyRing:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._keys: dict[str, dict[str, bytes]] = {}
+        self.reload()
+
+    def reload(self) -> None:
+        if self.path.exists():
+            raw = json.loads(self.path.read_text() or "{}")
+            self._keys = {
+                epoch: {d: base64.urlsafe_b64decode(k) for d, k in keys.items()}
+                for epoch, keys in raw.items()
+            }
+
+    def epochs(self) -> list[str]:
+        return sorted(self._keys)
+
+    def _ensure(self, epoch: str) -> dict[str, bytes]:
+        keys = self._keys.get(epoch)
+        if keys is not None:
+            return keys
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "r+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            raw = json.loads(fh.read() or "{}")
+            if epoch not in raw:
+                raw[epoch] = {
+                    d: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode() for d in DOMAINS
+                }
+                fh.seek(0)
+                fh.truncate()
+                fh.write(json.dumps(raw, sort_keys=True))
+                fh.flush()
+                os.fsync(fh.fileno())
+        self.reload()
+        return self._keys[epoch]
+
+    def pseudonym(self, domain: str, value: str, epoch: str) -> str:
+        key = self._ensure(epoch)[domain]
+        return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def all_pseudonyms(self, domain: str, value: str) -> dict[str, str]:
+        """The value's pseudonym under every live epoch key (to find a subject's rows)."""
+        return {
+            epoch: hmac.new(keys[domain], value.encode(), hashlib.sha256).hexdigest()[:32]
+            for epoch, keys in self._keys.items()
+        }
+
+    def destroy(self, epoch: str) -> bool:
+        """Forget an epoch's keys for good. Returns whether they existed."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "r+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            raw = json.loads(fh.read() or "{}")
+            existed = raw.pop(epoch, None) is not None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(json.dumps(raw, sort_keys=True))
+            fh.flush()
+            os.fsync(fh.fileno())
+        self._keys.pop(epoch, None)
+        return existed
+
+
+def truncate_ip(ip: str | None) -> str | None:
+    """IPv4 to its /24, IPv6 to its /48; anything unparsable is dropped."""
+    if not ip:
+        return None
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        addr = addr.ipv4_mapped
+    prefix = 24 if addr.version == 4 else 48
+    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
+
+
+_UA_FAMILIES = (
+    ("python-httpx", "httpx"),
+    ("python-requests", "requests"),
+    ("locust", "locust"),
+    ("curl", "curl"),
+    ("okhttp", "okhttp"),
+    ("edg/", "edge"),
+    ("chrome", "chrome"),
+    ("firefox", "firefox"),
+    ("safari", "safari"),
+)
+
+
+def ua_family(user_agent: str | None) -> str | None:
+    if not user_agent:
+        return None
+    lowered = user_agent.lower()
+    for needle, family in _UA_FAMILIES:
+        if needle in lowered:
+            return family
+    return "other"

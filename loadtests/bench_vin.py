@@ -1,0 +1,147 @@
+"""Benchmark: ``vin.decode`` against vininfo's full decode, same VINs, same process.
+
+    .venv/bin/python loadtests/bench_vin.py [--count 5000] [--repeat 9] [--min-ratio 3.0]
+
+The VIN list mixes the 17-character rows of ../shared/data/vins-dev.json with generated VINs
+(correct check digit, valid year code) over vininfo's own WMIs, so that vininfo runs its
+brand-specific detail extractors (Nissan, Renault, Opel, Lada, ...) where it has them.
+
+vininfo's full decode: ``Vin(num)`` (validation and brand detection), ``annotate()``
+(country, manufacturer, region, years), every detail when it has details (model,
+body, engine, plant, transmission, serial: code and name) and ``verify_checksum()``.
+
+Each repetition times one pass over the whole list with each decoder, alternating every 250
+VINs so both see the same machine state; the ratio of the two rates is taken per repetition.
+Reported: the MEDIAN rate of each decoder and the MEDIAN of the per-repetition ratios (best
+rates printed too). Exit status 1 when that median ratio is below ``--min-ratio``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import vininfo
+from vininfo.dicts import WMI as VININFO_WMI
+
+import vin
+from vin.checkdigit import ALPHABET
+
+DEV_FILE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "vins-dev.json"
+YEAR_CODES = "ABCDEFGHJKLMNPRSTVWXY123456789"
+CHARS = "".join(sorted(ALPHABET))
+
+
+def dev_vins() -> list[str]:
+    if not DEV_FILE.is_file():
+        return []
+    rows = json.loads(DEV_FILE.read_text("utf-8"))["vins"]
+    return [row["vin"] for row in rows if len(row["vin"]) == 17 and set(row["vin"]) <= ALPHABET]
+
+
+def generated_vins(count: int, seed: int = 3779) -> list[str]:
+    rng = random.Random(seed)
+    wmis = sorted(k for k in VININFO_WMI if len(k) == 3 and set(k) <= ALPHABET and k[2] != "9")
+    out = []
+    for i in range(count):
+        wmi = wmis[i % len(wmis)]
+        body = "".join(rng.choice(CHARS) for _ in range(5))
+        vis = rng.choice(YEAR_CODES) + rng.choice(CHARS) + "".join(rng.choices("0123456789", k=6))
+        draft = f"{wmi}{body}0{vis}"
+        out.append(draft[:8] + vin.check_digit(draft) + draft[9:])
+    return out
+
+
+DETAILS = ("model", "body", "engine", "plant", "transmission", "serial")
+
+
+def vininfo_full(num: str) -> object:
+    v = vininfo.Vin(num)
+    result: list[object] = [v.annotate(), v.verify_checksum()]
+    details = v.details
+    if details is not None:
+        # details.annotate() str()s every detail and crashes on some (vininfo bug:
+        # "__str__ returned non-string"), so read each detail's code and name instead
+        for name in DETAILS:
+            detail = getattr(details, name, None)
+            if detail:
+                result.append((detail.code, detail.name))
+    return result
+
+
+def vin_full(num: str) -> object:
+    return vin.decode(num)
+
+
+def timed(function: Callable[[str], object], vins: list[str]) -> float:
+    start = time.perf_counter()
+    for num in vins:
+        function(num)
+    return time.perf_counter() - start
+
+
+def one_repetition(vins: list[str], chunk: int = 250) -> tuple[float, float]:
+    """(vin.decode rate, vininfo rate) over the whole list, alternating every ``chunk`` VINs
+    so that both decoders see the same machine state (this host is shared and noisy)."""
+    gc.collect()
+    ours = theirs = 0.0
+    for i in range(0, len(vins), chunk):
+        part = vins[i : i + chunk]
+        ours += timed(vin_full, part)
+        theirs += timed(vininfo_full, part)
+    return len(vins) / ours, len(vins) / theirs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=5000, help="generated VINs (default 5000)")
+    parser.add_argument("--repeat", type=int, default=9, help="repetitions (default 9)")
+    parser.add_argument("--min-ratio", type=float, default=3.0, help="fail below (default 3.0)")
+    args = parser.parse_args(argv)
+
+    vins = dev_vins() + generated_vins(args.count)
+    accepted = []
+    for num in vins:  # keep what both accept, so both do a full decode of every VIN
+        try:
+            vininfo.Vin(num)
+        except vininfo.ValidationError:
+            continue
+        accepted.append(num)
+    vins = accepted
+    makes = {vin.decode(num).make for num in vins} - {None}
+    print(f"{len(vins)} VINs ({len(makes)} makes per vin.decode), {args.repeat} repetitions")
+
+    for num in vins[:200]:  # warm up both
+        vin_full(num)
+        vininfo_full(num)
+
+    ours: list[float] = []
+    theirs: list[float] = []
+    ratios: list[float] = []
+    for _ in range(args.repeat):
+        rate, their_rate = one_repetition(vins)
+        ours.append(rate)
+        theirs.append(their_rate)
+        ratios.append(rate / their_rate)
+
+    ratio = statistics.median(ratios)
+    for label, rates in (("vin.decode", ours), ("vininfo (full)", theirs)):
+        median, best = statistics.median(rates), max(rates)
+        print(f"{label:<15} median {median:10,.0f} decodes/s   best {best:10,.0f}")
+    each = ", ".join(f"{r:.2f}" for r in ratios)
+    print(f"{'ratio':<15} median {ratio:.2f}x   (per repetition: {each})")
+    if ratio < args.min_ratio:
+        print(f"FAIL: ratio {ratio:.2f} is below --min-ratio {args.min_ratio}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

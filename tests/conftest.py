@@ -1,0 +1,71 @@
+"""Shared fixtures: real Redis and real PostgreSQL, each test run in its own db/databases.
+
+Without a reachable Redis or PostgreSQL the tests that need one skip, except under CI=true,
+where they fail: CI must never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+
+import pytest
+
+REDIS_URL = os.environ.get("VINGW_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+POSTGRES_URL = os.environ.get("VINGW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+# The suite configures the gateway explicitly: no VINGW_ variable of the shell may leak in.
+for _name in [n for n in os.environ if n.startswith("VINGW_") and not n.startswith("VINGW_TEST_")]:
+    del os.environ[_name]
+
+
+def unavailable(what: str, exc: BaseException) -> None:
+    message = f"{what} is not reachable ({type(exc).__name__}: {exc})"
+    if IN_CI:
+        pytest.fail(message + " and CI=true: a skipped service test would hide a failure")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis database for this test run, flushed before and after."""
+    import redis
+
+    base = REDIS_URL.rstrip("/")
+    db = 1 + os.getpid() % 15
+    url = f"{base}/{db}"
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1)
+        client.flushdb()
+    except redis.RedisError as exc:
+        unavailable("Redis", exc)
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_urls() -> Iterator[tuple[str, str]]:
+    """Two fresh PostgreSQL databases (accounts, search log), dropped afterwards."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(POSTGRES_URL)
+    conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    suffix = secrets.token_hex(4)
+    names = (f"vingw_test_{suffix}_accounts", f"vingw_test_{suffix}_searchlog")
+    try:
+        conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=2)
+    except psycopg.Error as exc:
+        unavailable("PostgreSQL", exc)
+    with conn:
+        for name in names:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    yield tuple(  # type: ignore[misc]
+        admin.set(database=name).render_as_string(hide_password=False) for name in names
+    )
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        for name in names:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
