@@ -8,6 +8,7 @@ import getpass
 import logging
 import os
 import sys
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -26,7 +27,7 @@ def _settings() -> Settings:
         raise SystemExit(2) from None
 
 
-def _uvicorn_log_config() -> dict:
+def _uvicorn_log_config() -> dict[str, Any]:
     """Uvicorn's own logs without its access log (ours is scrubbed: route templates only)."""
     return {
         "version": 1,
@@ -34,11 +35,13 @@ def _uvicorn_log_config() -> dict:
         "formatters": {"plain": {"format": LOG_FORMAT}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
         "loggers": {
-            "uvicorn": {"handlers": ["stderr"], "level": "INFO"},
+            "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
             "uvicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
-            "vin_gateway": {"handlers": ["stderr"], "level": "INFO"},
-            "vin_gateway.access": {"handlers": ["stderr"], "level": os.environ.get(
-                "VINGW_ACCESS_LOG_LEVEL", "WARNING")},
+            "vin_gateway": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+            "vin_gateway.access": {
+                "handlers": ["stderr"],
+                "level": os.environ.get("VINGW_ACCESS_LOG_LEVEL", "WARNING"),
+            },
         },
     }
 
@@ -89,7 +92,9 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
     settings = _settings()
     password = None
     if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass()
+        password = (
+            sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass()
+        )
 
     async def run() -> int:
         state = await build_state(settings, migrate_on_start=settings.run_migrations_on_start)
@@ -129,8 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
-    serve.add_argument("--proxy-headers", action="store_true",
-                       help="trust X-Forwarded-For from --forwarded-allow-ips")
+    serve.add_argument(
+        "--proxy-headers",
+        action="store_true",
+        help="trust X-Forwarded-For from --forwarded-allow-ips",
+    )
     serve.add_argument("--forwarded-allow-ips", default="127.0.0.1")
     serve.set_defaults(func=cmd_serve)
 
@@ -139,8 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     admin = sub.add_parser("create-admin", help="create or promote an admin account")
     admin.add_argument("--email", required=True)
-    admin.add_argument("--password-stdin", action="store_true",
-                       help="read the password from stdin instead of generating one")
+    admin.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from stdin instead of generating one",
+    )
     admin.set_defaults(func=cmd_create_admin)
 
     cat = sub.add_parser("catalogue-serve", help="serve the sample catalogue over HTTP")

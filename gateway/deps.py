@@ -23,11 +23,11 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-import vin as vinlib
 from fastapi import Depends, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+import vin as vinlib
 from gateway.accounts.service import AccountState
 from gateway.catalogue.backends import Catalogue
 from gateway.errors import (
@@ -170,9 +170,7 @@ async def vin_account(account: CurrentAccount, log: QueryLogDep, state: StateDep
     if account.consent_version is None:
         raise ConsentWithdrawn()
     if account.consent_version != state.settings.privacy_policy_version:
-        raise PolicyAcceptanceRequired(
-            privacy_policy_version=state.settings.privacy_policy_version
-        )
+        raise PolicyAcceptanceRequired(privacy_policy_version=state.settings.privacy_policy_version)
     return account
 
 
@@ -196,7 +194,7 @@ def attestation_step(model: type[VinBody]) -> Step:
             str | None, Header(description="The per-query attestation (compact JWS)")
         ] = None,
     ) -> Attestation:
-        log.vin = vinlib.normalize(body.vin)
+        log.vin = vinlib.normalize(body.vin)  # type: ignore[attr-defined]
         attestation = await state.verifier.check(
             vin_attestation, account_id=account.id, normalized_vin=log.vin, now=int(time.time())
         )
@@ -208,7 +206,7 @@ def attestation_step(model: type[VinBody]) -> Step:
 
 def vin_step(model: type[VinBody]) -> Step:
     async def valid_vin(body: model, log: QueryLogDep) -> vinlib.DecodedVIN:  # type: ignore[valid-type]
-        decoded = vinlib.decode(body.vin)
+        decoded = vinlib.decode(body.vin)  # type: ignore[attr-defined]
         log.decoded = decoded
         if not decoded.valid:
             raise InvalidVIN(

@@ -58,7 +58,9 @@ class GatewayError(Exception):
 def problem_response(error: GatewayError, headers: Mapping[str, str] | None = None) -> Response:
     merged = {**error.headers, **(headers or {})}
     return Response(
-        orjson.dumps(error.problem()), status_code=error.status, media_type=PROBLEM_JSON,
+        orjson.dumps(error.problem()),
+        status_code=error.status,
+        media_type=PROBLEM_JSON,
         headers=merged,
     )
 
@@ -166,8 +168,9 @@ def _validation_problem(exc: RequestValidationError) -> GatewayError:
                 "The body could not be parsed as JSON", errors=[{"message": err.get("msg", "")}]
             )
         loc = [str(p) for p in err.get("loc", ()) if p != "body"]
-        errors.append({"field": ".".join(loc) or None, "code": err.get("type"),
-                       "message": err.get("msg")})
+        errors.append(
+            {"field": ".".join(loc) or None, "code": err.get("type"), "message": err.get("msg")}
+        )
     return InvalidRequest("The request does not match the schema", errors=errors)
 
 
@@ -192,8 +195,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def unhandled(request: Request, exc: Exception) -> Response:
         # The exception's message may carry request data: log its type only.
-        log.error("unhandled %s on %s %s", type(exc).__name__, request.method,
-                  request.scope.get("route_path", "?"))
+        log.error(
+            "unhandled %s on %s %s",
+            type(exc).__name__,
+            request.method,
+            request.scope.get("route_path", "?"),
+        )
         return problem_response(InternalError("The gateway failed; the request was not served"))
 
     app.add_exception_handler(GatewayError, gateway_error)

@@ -20,6 +20,7 @@ from gateway.admin.endpoints import router as admin_router
 from gateway.config import Settings
 from gateway.deps import StateDep
 from gateway.errors import (
+    GatewayError,
     PayloadTooLarge,
     ServiceUnavailable,
     UnsupportedMediaType,
@@ -71,7 +72,7 @@ class GuardMiddleware:
                 status_holder["status"] = message["status"]
             await send(message)
 
-        refusal = None
+        refusal: GatewayError | None = None
         if method in {"POST", "PUT", "PATCH"}:
             length = headers.get(b"content-length")
             if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
@@ -89,12 +90,16 @@ class GuardMiddleware:
                     refusal = UnsupportedMediaType(f"Send the body as {expected}")
         if refusal is not None:
             body = problem_bytes(refusal)
-            await send_wrapper({
-                "type": "http.response.start",
-                "status": refusal.status,
-                "headers": [(b"content-type", b"application/problem+json"),
-                            (b"content-length", str(len(body)).encode())],
-            })
+            await send_wrapper(
+                {
+                    "type": "http.response.start",
+                    "status": refusal.status,
+                    "headers": [
+                        (b"content-type", b"application/problem+json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
         else:
             await self.app(scope, self._limited(receive), send_wrapper)
@@ -103,8 +108,9 @@ class GuardMiddleware:
         elapsed = time.perf_counter() - started
         REQUESTS.labels(template, str(status_holder["status"])).inc()
         LATENCY.labels(template).observe(elapsed)
-        access_log.info("%s %s %d %.1fms", method, template, status_holder["status"],
-                        elapsed * 1000)
+        access_log.info(
+            "%s %s %d %.1fms", method, template, status_holder["status"], elapsed * 1000
+        )
 
     def _limited(self, receive: Receive) -> Receive:
         seen = 0
@@ -162,12 +168,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 async with db.engine.connect() as conn:
                     await conn.execute(text("SELECT 1"))
                 checks[name] = "ok"
-            except Exception as exc:  # noqa: BLE001 - readiness reports any failure
+            except Exception as exc:
                 checks[name] = type(exc).__name__
         try:
             await state.redis.ping()
             checks["redis"] = "ok"
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             checks["redis"] = type(exc).__name__
         if any(v != "ok" for v in checks.values()):
             raise ServiceUnavailable("Not ready", checks=checks)

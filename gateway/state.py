@@ -24,7 +24,7 @@ from gateway.security.tokens import AccessTokens
 log = logging.getLogger("vin_gateway")
 
 GATEWAY_ATTESTATION_KID = "gw-att-1"
-ACCESS_TOKEN_KID = "gw-at-1"
+ACCESS_TOKEN_KID = "gw-at-1"  # noqa: S105 - a key id
 
 
 @dataclass

@@ -426,6 +426,9 @@ def extract_vpic(path: Path) -> tuple[dict[RuleKey, set[int]], dict[str, int], s
     return rules, stats, version
 
 
+MAX_ENGINE_SPLIT = 8
+
+
 def variants(k: Pattern, displ: list[tuple[Pattern, str]]) -> list[tuple[Pattern, int]]:
     """Split a model pattern by engine displacement where vPIC tells it apart.
 
@@ -447,6 +450,10 @@ def variants(k: Pattern, displ: list[tuple[Pattern, str]]) -> list[tuple[Pattern
     if not hits:
         return [(k, 0)]
     if len(hits) == 1 and covered:
+        return [(k, 0)]
+    if len(hits) > MAX_ENGINE_SPLIT:
+        # a schema keying engines on their own positions (e.g. Toyota position 5) crosses
+        # every model with every engine: most combinations do not exist, so do not split.
         return [(k, 0)]
     out: dict[str, tuple[Pattern, int]] = {}
     for val in sorted(hits):

@@ -13,7 +13,9 @@ from collections.abc import Iterator
 import pytest
 
 REDIS_URL = os.environ.get("VINGW_TEST_REDIS_URL", "redis://127.0.0.1:6379")
-POSTGRES_URL = os.environ.get("VINGW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+POSTGRES_URL = os.environ.get(
+    "VINGW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 # The suite configures the gateway explicitly: no VINGW_ variable of the shell may leak in.

@@ -62,6 +62,7 @@ _YEAR_REGIMES = frozenset({_tables.NORTH_AMERICA, _tables.CHINA})
 _NORTH_AMERICA = _tables.NORTH_AMERICA
 _OTHER = _tables.OTHER
 _NEVER = _tables.NEVER
+_ALWAYS = _tables.ALWAYS
 _IF_VALID = _tables.IF_CHECK_DIGIT_VALID
 _WMI = _tables.WMI
 _ORIGINS = _tables.ORIGINS
@@ -154,11 +155,18 @@ def _origin(prefix: str) -> _tables.Origin:
 
 
 def _makes(
-    info: _tables.WmiInfo, vds5: str, model_year: int | None
+    rules: tuple[_tables.VdsRule, ...],
+    wmi_candidates: tuple[str, ...],
+    vds5: str,
+    model_year: int | None,
 ) -> tuple[str | None, tuple[str, ...]]:
-    """``make`` and ``make_candidates`` of a shared WMI, from its VDS rules."""
+    """``make`` and ``make_candidates`` of a shared WMI, from its VDS rules.
+
+    Exactly one matching make gives ``make``; several, or none, give ``None`` and the
+    candidates (the matching makes, else the WMI's candidates).
+    """
     found: list[str] = []
-    for pattern, year_from, year_to, make in info.rules:
+    for pattern, year_from, year_to, make in rules:
         if pattern.match(vds5) is None or make in found:
             continue
         if model_year is not None and (
@@ -169,7 +177,7 @@ def _makes(
         found.append(make)
     if len(found) == 1:
         return found[0], _NO_MAKES
-    return None, tuple(found) if found else info.make_candidates
+    return None, tuple(found) if found else wmi_candidates
 
 
 def decode(text: object, *, reference_date: date | None = None) -> DecodedVIN:
@@ -231,16 +239,22 @@ def decode(text: object, *, reference_date: date | None = None) -> DecodedVIN:
         serial = vin[11:]
         info = _WMI.get(wmi)
     if info is None:
+        manufacturer = make = None
+        candidates = _NO_MAKES
+        year_at_10 = _ALWAYS
+        car = False
+        rules: tuple[_tables.VdsRule, ...] = ()
         origin = _ORIGINS.get(vin[:2]) or _origin(vin[:2])
         if notes is None:
             notes = []
         notes.append("unknown_wmi")
     else:
-        origin = info.origin
+        # (tuple unpacking: much cheaper than one attribute access per field)
+        manufacturer, make, candidates, _, year_at_10, _, car, origin, rules = info
+    country_code, country, region, policy, regime = origin
 
     # check digit (the policy table of checkdigit.check_digit_verdict, inlined)
     found = vin[8]
-    policy = origin.policy
     if policy is _REQUIRED:
         required = True
     elif policy is _WHEN_PRESENT:
@@ -267,9 +281,7 @@ def decode(text: object, *, reference_date: date | None = None) -> DecodedVIN:
 
     # model year
     years = _NO_YEARS
-    if info is not None and (
-        info.year_at_10 is _NEVER or (info.year_at_10 is _IF_VALID and not valid_digit)
-    ):
+    if year_at_10 is _NEVER or (year_at_10 is _IF_VALID and not valid_digit):
         if notes is None:
             notes = []
         notes.append("model_year_not_encoded")
@@ -281,7 +293,6 @@ def decode(text: object, *, reference_date: date | None = None) -> DecodedVIN:
             if _time() >= _today_cache[0]:
                 _refresh_today()
             entry = _today_cache[1].get(code)
-        regime = origin.regime
         if entry is None:
             if code in _BAD_YEAR_CODES and regime in _YEAR_REGIMES:
                 problem = VINProblem(
@@ -291,7 +302,6 @@ def decode(text: object, *, reference_date: date | None = None) -> DecodedVIN:
                     problems = []
                 problems.append(problem)
         elif regime is _NORTH_AMERICA or (regime is _OTHER and required and valid_digit):
-            car = info is not None and info.car_like
             if vin[6] in _DIGITS:
                 years = entry.numeric_car if car else entry.numeric
             else:
@@ -299,31 +309,22 @@ def decode(text: object, *, reference_date: date | None = None) -> DecodedVIN:
         else:
             years = entry.plain
 
-    # manufacturer and make
-    if info is None:
-        manufacturer = make = None
-        candidates = _NO_MAKES
-    else:
-        manufacturer = info.manufacturer
-        make = info.make
-        candidates = _NO_MAKES
-        if make is None:
-            if info.rules:
-                make, candidates = _makes(info, vin[3:8], years[0] if years else None)
-            else:
-                candidates = info.make_candidates
-            if make is None and candidates:
-                if notes is None:
-                    notes = []
-                notes.append("make_ambiguous")
+    # make: a shared WMI (no single make) asks its VDS rules, else lists its candidates
+    if make is None and info is not None:
+        if rules:
+            make, candidates = _makes(rules, candidates, vin[3:8], years[0] if years else None)
+        if make is None and candidates:
+            if notes is None:
+                notes = []
+            notes.append("make_ambiguous")
 
     return _new(
         DecodedVIN,
         (
             vin, not problems, tuple(problems) if problems else _NO_PROBLEMS, wmi,
-            vin[3:9], vin[9:], manufacturer, make, candidates, origin.country,
-            origin.country_code, origin.region, years[0] if years else None, years, vin[10],
-            serial, verdict, tuple(notes) if notes else _NO_NOTES,
+            vin[3:9], vin[9:], manufacturer, make, candidates, country, country_code, region,
+            years[0] if years else None, years, vin[10], serial, verdict,
+            tuple(notes) if notes else _NO_NOTES,
         ),
     )  # fmt: skip
 

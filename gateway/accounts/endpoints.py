@@ -25,7 +25,7 @@ router = APIRouter(prefix="/v1", tags=["accounts"])
 
 class TokenResponse(BaseModel):
     access_token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
     expires_in: int
 
 

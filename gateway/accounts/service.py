@@ -116,8 +116,14 @@ class AccountService:
                 raise EmailTaken()
             try:
                 await repo.add(account)
-                await repo.add(Consent(account_id=account.id, policy_version=account.consent_version,
-                                       action="accept", at=now))
+                await repo.add(
+                    Consent(
+                        account_id=account.id,
+                        policy_version=data.privacy_policy_version,
+                        action="accept",
+                        at=now,
+                    )
+                )
                 await repo.commit()
             except IntegrityError as exc:
                 raise EmailTaken() from exc
@@ -165,17 +171,22 @@ class AccountService:
                 if current is None or not self.passwords.verify(account.password_hash, current):
                     raise InvalidRequest(
                         "Changing the email or password needs current_password",
-                        errors=[{"field": "current_password", "code": "required_or_wrong",
-                                 "message": "give the current password"}],
+                        errors=[
+                            {
+                                "field": "current_password",
+                                "code": "required_or_wrong",
+                                "message": "give the current password",
+                            }
+                        ],
                     )
             changes.pop("current_password", None)
             if "password" in changes:
                 new_password = changes.pop("password")
                 self._check_password(new_password, changes.get("email") or account.email)
                 account.password_hash = self.passwords.hash(new_password)
-            if "email" in changes and changes["email"] != account.email:
-                if await repo.get_by_email(changes["email"]) is not None:
-                    raise EmailTaken()
+            new_email = changes.get("email")
+            if new_email and new_email != account.email and await repo.get_by_email(new_email):
+                raise EmailTaken()
             for field, value in changes.items():
                 setattr(account, field, value)
             try:
@@ -234,8 +245,9 @@ class AccountService:
             account.consent_version = version
             account.consent_at = now
             await repo.add(account)
-            await repo.add(Consent(account_id=account_id, policy_version=recorded, action=action,
-                                   at=now))
+            await repo.add(
+                Consent(account_id=account_id, policy_version=recorded, action=action, at=now)
+            )
             await repo.commit()
         self.on_change(account_id)
         return account
@@ -285,7 +297,9 @@ class AccountService:
         kid = "ak_" + secrets.token_hex(8)
         try:
             bound = jws.public_key_from_jwk(kid, jwk_data, owner=account_id)
-            public = {k: jwk_data[k] for k in ("kty", "crv", "x", "y", "n", "e") if k in jwk_data}
+            public: dict[str, Any] = {
+                k: jwk_data[k] for k in ("kty", "crv", "x", "y", "n", "e") if k in jwk_data
+            }
             thumbprint = jws.jwk_thumbprint(public)
         except (jws.UnsupportedKey, KeyError) as exc:
             raise UnsupportedAttestationKey(str(exc) if str(exc) else None) from exc
@@ -294,8 +308,14 @@ class AccountService:
             for existing in await repo.attestation_keys(account_id):
                 if existing.thumbprint == thumbprint and existing.revoked_at is None:
                     raise AttestationKeyExists(kid=existing.kid)
-            key = AttestationKey(kid=kid, account_id=account_id, name=name, alg=bound.alg,
-                                 jwk=public, thumbprint=thumbprint)
+            key = AttestationKey(
+                kid=kid,
+                account_id=account_id,
+                name=name,
+                alg=bound.alg,
+                jwk=public,
+                thumbprint=thumbprint,
+            )
             await repo.add(key)
             await repo.commit()
         return key
@@ -357,14 +377,23 @@ class AccountService:
                 self._check_password(password, email)
                 now = datetime.now(UTC)
                 account = Account(
-                    id=new_account_id(), email=email, password_hash=self.passwords.hash(password),
-                    role="admin", created_at=now,
-                    consent_version=self.settings.privacy_policy_version, consent_at=now,
+                    id=new_account_id(),
+                    email=email,
+                    password_hash=self.passwords.hash(password),
+                    role="admin",
+                    created_at=now,
+                    consent_version=self.settings.privacy_policy_version,
+                    consent_at=now,
                 )
                 await repo.add(account)
-                await repo.add(Consent(account_id=account.id,
-                                       policy_version=self.settings.privacy_policy_version,
-                                       action="accept", at=now))
+                await repo.add(
+                    Consent(
+                        account_id=account.id,
+                        policy_version=self.settings.privacy_policy_version,
+                        action="accept",
+                        at=now,
+                    )
+                )
             else:
                 account.role = "admin"
                 if password is not None:

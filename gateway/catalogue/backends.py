@@ -225,8 +225,8 @@ class Catalogue:
         self._matches: LRUCache[VehicleFeatures, list[dict[str, Any]]] = LRUCache(
             max(1, cache_size)
         )
-        self._parts: LRUCache[tuple[str, tuple[str, ...] | None], list[dict[str, Any]]] = (
-            LRUCache(max(1, cache_size))
+        self._parts: LRUCache[tuple[str, tuple[str, ...] | None], list[dict[str, Any]]] = LRUCache(
+            max(1, cache_size)
         )
         self._categories: list[dict[str, Any]] | None = None
 

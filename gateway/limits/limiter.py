@@ -118,8 +118,15 @@ class Limiter:
         try:
             raw = await self._signal(
                 keys=[tag + ":ban", tag + ":score", tag + ":strikes"],
-                args=[weight, p.window_s, p.threshold, p.first_block_s, p.max_block_s,
-                      p.strikes_memory_s, int(p.shadow)],
+                args=[
+                    weight,
+                    p.window_s,
+                    p.threshold,
+                    p.first_block_s,
+                    p.max_block_s,
+                    p.strikes_memory_s,
+                    int(p.shadow),
+                ],
             )
         except RedisError as exc:
             raise LimiterUnavailable(headers={"Retry-After": "1"}) from exc

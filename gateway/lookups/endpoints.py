@@ -7,9 +7,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import vin as vinlib
 from fastapi import APIRouter
 
+import vin as vinlib
 from gateway.catalogue.backends import VehicleFeatures
 from gateway.deps import (
     CatalogueDep,

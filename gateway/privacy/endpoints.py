@@ -41,7 +41,9 @@ async def me(account: CurrentAccount, state: StateDep) -> AccountPublic:
 
 
 @router.patch("/me")
-async def correct_me(body: AccountUpdate, account: CurrentAccount, state: StateDep) -> AccountPublic:
+async def correct_me(
+    body: AccountUpdate, account: CurrentAccount, state: StateDep
+) -> AccountPublic:
     updated = await state.accounts.update(account.id, body)
     return AccountPublic.model_validate(updated, from_attributes=True)
 

@@ -44,7 +44,7 @@ class SearchLogRepository:
             return 0
         result = await self.session.exec(delete(SearchEvent).where(self._subject(pseudonyms)))
         await self.session.commit()
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        return int(result.rowcount or 0)
 
     async def count(self) -> int:
         result = await self.session.exec(select(func.count()).select_from(SearchEvent))

@@ -108,8 +108,11 @@ class SearchLog:
         if len(self._buffer) >= self.max_buffer:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.error("search-log buffer full (%d events): %d dropped so far",
-                          self.max_buffer, self.dropped)
+                log.error(
+                    "search-log buffer full (%d events): %d dropped so far",
+                    self.max_buffer,
+                    self.dropped,
+                )
             return
         self._buffer.append(row)
         if len(self._buffer) >= self.batch_size:
@@ -159,10 +162,13 @@ class SearchLog:
         try:
             async with self.db.session() as session:
                 await SearchLogRepository(session).insert_many(batch)
-        except Exception as exc:  # noqa: BLE001 - any database failure: keep the batch, retry
+        except Exception as exc:
             self.write_failures += 1
-            log.warning("search-log write failed (%s); %d events kept for retry",
-                        type(exc).__name__, len(self._buffer))
+            log.warning(
+                "search-log write failed (%s); %d events kept for retry",
+                type(exc).__name__,
+                len(self._buffer),
+            )
             return False
         for _ in batch:
             self._buffer.popleft()

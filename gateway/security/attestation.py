@@ -8,18 +8,24 @@ always the registered key's; the header's ``alg`` is only compared against it.
 is decided by the limiter's single Redis round trip (``gateway.limits``), so the request path pays
 one round trip for replay and quota together. ``AttestationVerifier.replay_key`` names the key.
 
-Order of checks, each refusal with its code:
- 1. header present                                 attestation_missing
- 2. compact JWS, JSON header, ``typ``, no ``crit`` attestation_malformed
- 3. ``kid`` registered to this account             attestation_unknown_key
- 4. header ``alg`` equals the key's algorithm      attestation_algorithm_not_allowed
- 5. signature                                      attestation_bad_signature
- 6. claims present and well-typed                  attestation_malformed
- 7. ``iss`` / ``sub`` / ``aud``                    attestation_issuer_mismatch / _subject_ / _audience_
- 8. lifetime, ``iat`` in the future, ``exp``       attestation_lifetime_too_long / _not_yet_valid / _expired
- 9. ``vin_sha256`` against the body's VIN          attestation_vin_mismatch
-10. ``basis``, ``purpose``, owner authorization    attestation_basis_invalid, attestation_purpose_invalid,
-                                                   owner_authorization_missing / _expired, purpose_out_of_scope
+Order of checks (each refusal's code in brackets):
+ 1. header present                                 [attestation_missing]
+ 2. compact JWS, JSON header, typ, no crit         [attestation_malformed]
+ 3. kid registered to this account                 [attestation_unknown_key]
+ 4. header alg equals the key's algorithm          [attestation_algorithm_not_allowed]
+ 5. signature                                      [attestation_bad_signature]
+ 6. claims present and well-typed                  [attestation_malformed]
+ 7. iss, sub, aud                                  [attestation_issuer_mismatch,
+                                                    attestation_subject_mismatch,
+                                                    attestation_audience_mismatch]
+ 8. lifetime, iat in the future, exp               [attestation_lifetime_too_long,
+                                                    attestation_not_yet_valid, attestation_expired]
+ 9. vin_sha256 against the body's VIN              [attestation_vin_mismatch]
+10. basis, purpose, owner authorization            [attestation_basis_invalid,
+                                                    attestation_purpose_invalid,
+                                                    owner_authorization_missing,
+                                                    owner_authorization_expired,
+                                                    purpose_out_of_scope]
 """
 
 from __future__ import annotations
@@ -47,9 +53,7 @@ class AttestationError(Forbidden):
 
 
 def _refusal(code: str, title: str) -> type[AttestationError]:
-    return type(
-        "Attestation_" + code, (AttestationError,), {"code": code, "title": title}
-    )
+    return type("Attestation_" + code, (AttestationError,), {"code": code, "title": title})
 
 
 AttestationMissing = _refusal("attestation_missing", "A VIN-Attestation header is required")
@@ -78,9 +82,7 @@ AttestationIssuerMismatch = _refusal(
 AttestationAudienceMismatch = _refusal(
     "attestation_audience_mismatch", "The attestation is for another audience"
 )
-AttestationVinMismatch = _refusal(
-    "attestation_vin_mismatch", "The attestation is for another VIN"
-)
+AttestationVinMismatch = _refusal("attestation_vin_mismatch", "The attestation is for another VIN")
 AttestationBasisInvalid = _refusal(
     "attestation_basis_invalid", "The attestation states no valid basis (owner or owner_authorized)"
 )
@@ -158,8 +160,9 @@ class AttestationVerifier:
         if crit is not None and (
             not isinstance(crit, list) or not set(crit) <= _UNDERSTOOD_CRIT or not crit
         ):
-            raise AttestationMalformed("The attestation names critical headers this gateway "
-                                       "does not understand")
+            raise AttestationMalformed(
+                "The attestation names critical headers this gateway does not understand"
+            )
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise AttestationMalformed("The attestation header has no kid")
@@ -168,9 +171,7 @@ class AttestationVerifier:
         if key is None or (not gateway_issued and key.owner != account_id):
             raise AttestationUnknownKey()
         if header.get("alg") != key.alg:
-            raise AttestationAlgorithmNotAllowed(
-                f"The key {kid!r} is registered for {key.alg}"
-            )
+            raise AttestationAlgorithmNotAllowed(f"The key {kid!r} is registered for {key.alg}")
         try:
             jws.verify(token, key)
         except jws.BadSignature as exc:

@@ -143,7 +143,9 @@ def algorithm_for_jwk(data: dict[str, Any]) -> str:
             raise UnsupportedKey("RSA keys need 'n' and 'e'")
         bits = int.from_bytes(_decode_member(data, "n"), "big").bit_length()
         if bits < MIN_RSA_BITS:
-            raise UnsupportedKey(f"RSA keys must be at least {MIN_RSA_BITS} bits, this one is {bits}")
+            raise UnsupportedKey(
+                f"RSA keys must be at least {MIN_RSA_BITS} bits, this one is {bits}"
+            )
         alg = "RS256"
     else:
         raise UnsupportedKey("only EC P-256 and RSA keys are accepted")

@@ -16,7 +16,7 @@ import orjson
 
 from gateway.security import jws
 
-ACCESS_TOKEN_TYP = "at+jwt"
+ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - a media type
 API_KEY_PREFIX = "vgk_"
 
 

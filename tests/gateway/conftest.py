@@ -57,17 +57,14 @@ class Api:
         policy = (await self.client.get("/v1/privacy-policy")).json()["version"]
         r = await self.client.post(
             "/v1/accounts",
-            json={"email": email, "password": PASSWORD, "privacy_policy_version": policy,
-                  **fields},
+            json={"email": email, "password": PASSWORD, "privacy_policy_version": policy, **fields},
         )
         assert r.status_code == 201, r.text
         token = await self.login(email)
         return Account(id=r.json()["id"], email=email, token=token)
 
     async def login(self, email: str, password: str = PASSWORD) -> str:
-        r = await self.client.post(
-            "/v1/auth/token", data={"username": email, "password": password}
-        )
+        r = await self.client.post("/v1/auth/token", data={"username": email, "password": password})
         assert r.status_code == 200, r.text
         return r.json()["access_token"]
 

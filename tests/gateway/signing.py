@@ -21,8 +21,12 @@ def b64(data: bytes) -> str:
 def ec_key() -> tuple[ec.EllipticCurvePrivateKey, dict[str, str]]:
     key = ec.generate_private_key(ec.SECP256R1())
     nums = key.public_key().public_numbers()
-    jwk = {"kty": "EC", "crv": "P-256", "x": b64(nums.x.to_bytes(32, "big")),
-           "y": b64(nums.y.to_bytes(32, "big"))}
+    jwk = {
+        "kty": "EC",
+        "crv": "P-256",
+        "x": b64(nums.x.to_bytes(32, "big")),
+        "y": b64(nums.y.to_bytes(32, "big")),
+    }
     return key, jwk
 
 

@@ -40,8 +40,9 @@ async def test_registration_refusals(api: Api) -> None:
     body = problem(await api.client.post("/v1/accounts", json=weak), 422, "weak_password")
     assert "short" not in body["detail"]
     stale = {**base, "email": "new@example.com", "privacy_policy_version": "1999-01-01"}
-    problem(await api.client.post("/v1/accounts", json=stale), 422,
-            "privacy_policy_version_mismatch")
+    problem(
+        await api.client.post("/v1/accounts", json=stale), 422, "privacy_policy_version_mismatch"
+    )
     unknown = {**base, "email": "new@example.com", "role": "admin"}
     problem(await api.client.post("/v1/accounts", json=unknown), 422, "invalid_request")
     bad_email = {**base, "email": "not-an-email"}
@@ -51,10 +52,12 @@ async def test_registration_refusals(api: Api) -> None:
 
 async def test_login_does_not_tell_unknown_from_wrong(api: Api) -> None:
     acct = await api.register()
-    wrong = await api.client.post("/v1/auth/token", data={"username": acct.email,
-                                                          "password": "wrong password 123"})
-    unknown = await api.client.post("/v1/auth/token", data={"username": "nobody@example.com",
-                                                            "password": "wrong password 123"})
+    wrong = await api.client.post(
+        "/v1/auth/token", data={"username": acct.email, "password": "wrong password 123"}
+    )
+    unknown = await api.client.post(
+        "/v1/auth/token", data={"username": "nobody@example.com", "password": "wrong password 123"}
+    )
     assert wrong.status_code == unknown.status_code == 401
     assert wrong.json() == unknown.json()
     assert wrong.json()["code"] == "invalid_credentials"
@@ -62,12 +65,18 @@ async def test_login_does_not_tell_unknown_from_wrong(api: Api) -> None:
 
 async def test_bearer_required_and_checked(api: Api) -> None:
     problem(await api.client.get("/v1/me"), 401, "not_authenticated")
-    problem(await api.client.get("/v1/me", headers={"Authorization": "Bearer nonsense"}), 401,
-            "invalid_token")
+    problem(
+        await api.client.get("/v1/me", headers={"Authorization": "Bearer nonsense"}),
+        401,
+        "invalid_token",
+    )
     acct = await api.register()
     tampered = acct.token[:-4] + ("AAAA" if not acct.token.endswith("AAAA") else "BBBB")
-    problem(await api.client.get("/v1/me", headers={"Authorization": f"Bearer {tampered}"}),
-            401, "invalid_token")
+    problem(
+        await api.client.get("/v1/me", headers={"Authorization": f"Bearer {tampered}"}),
+        401,
+        "invalid_token",
+    )
 
 
 async def test_api_keys_lifecycle(api: Api) -> None:
@@ -85,8 +94,11 @@ async def test_api_keys_lifecycle(api: Api) -> None:
     assert r.status_code == 200 and r.json()["revoked_at"]
     problem(await api.client.get("/v1/me", headers=as_key), 401, "invalid_token")
     other = await api.register()
-    problem(await api.client.delete(f"/v1/api-keys/{created['id']}", headers=other.auth), 404,
-            "not_found")
+    problem(
+        await api.client.delete(f"/v1/api-keys/{created['id']}", headers=other.auth),
+        404,
+        "not_found",
+    )
 
 
 @pytest.mark.parametrize(
@@ -127,10 +139,16 @@ async def test_policy_change_requires_acceptance(api: Api) -> None:
     api.state.auth.forget(acct.id)
     body = problem(await api.lookup(acct, vin), 403, "privacy_policy_acceptance_required")
     assert body["privacy_policy_version"] == "2099-01-01"
-    problem(await api.client.post("/v1/me/consent", json={"privacy_policy_version": "2026-11-01"},
-                                  headers=acct.auth), 422, "privacy_policy_version_mismatch")
-    r = await api.client.post("/v1/me/consent", json={"privacy_policy_version": "2099-01-01"},
-                              headers=acct.auth)
+    problem(
+        await api.client.post(
+            "/v1/me/consent", json={"privacy_policy_version": "2026-11-01"}, headers=acct.auth
+        ),
+        422,
+        "privacy_policy_version_mismatch",
+    )
+    r = await api.client.post(
+        "/v1/me/consent", json={"privacy_policy_version": "2099-01-01"}, headers=acct.auth
+    )
     assert r.status_code == 200 and r.json()["consent_version"] == "2099-01-01"
     assert (await api.lookup(acct, vin)).status_code == 200
 
@@ -148,17 +166,27 @@ async def test_correct_and_cancel_account(api: Api) -> None:
     acct = await api.register()
     r = await api.client.patch("/v1/me", json={"company": "New Name Ltd"}, headers=acct.auth)
     assert r.status_code == 200 and r.json()["company"] == "New Name Ltd"
-    problem(await api.client.patch("/v1/me", json={"email": "x@example.com"}, headers=acct.auth),
-            422, "invalid_request")
-    r = await api.client.patch("/v1/me", json={"email": "Moved@Example.com",
-                                               "current_password": PASSWORD}, headers=acct.auth)
+    problem(
+        await api.client.patch("/v1/me", json={"email": "x@example.com"}, headers=acct.auth),
+        422,
+        "invalid_request",
+    )
+    r = await api.client.patch(
+        "/v1/me",
+        json={"email": "Moved@Example.com", "current_password": PASSWORD},
+        headers=acct.auth,
+    )
     assert r.status_code == 200 and r.json()["email"] == "moved@example.com"
     r = await api.client.delete("/v1/me", headers=acct.auth)
     assert r.status_code == 204
     problem(await api.client.get("/v1/me", headers=acct.auth), 401, "invalid_token")
-    problem(await api.client.post("/v1/auth/token", data={"username": "moved@example.com",
-                                                          "password": PASSWORD}),
-            401, "invalid_credentials")
+    problem(
+        await api.client.post(
+            "/v1/auth/token", data={"username": "moved@example.com", "password": PASSWORD}
+        ),
+        401,
+        "invalid_credentials",
+    )
 
 
 async def test_export_has_every_part(api: Api) -> None:
@@ -182,16 +210,24 @@ async def test_admin_suspends_and_unsuspends(api: Api) -> None:
     admin_token = await api.login("boss@example.com")
     admin = {"Authorization": f"Bearer {admin_token}"}
     user = await api.workshop()
-    problem(await api.client.post(f"/v1/admin/accounts/{admin_acct.id}/suspend",
-                                  json={"reason": "test"}, headers=user.auth), 403,
-            "admin_required")
-    r = await api.client.post(f"/v1/admin/accounts/{user.id}/suspend",
-                              json={"reason": "scraping case 17"}, headers=admin)
+    problem(
+        await api.client.post(
+            f"/v1/admin/accounts/{admin_acct.id}/suspend",
+            json={"reason": "test"},
+            headers=user.auth,
+        ),
+        403,
+        "admin_required",
+    )
+    r = await api.client.post(
+        f"/v1/admin/accounts/{user.id}/suspend", json={"reason": "scraping case 17"}, headers=admin
+    )
     assert r.status_code == 200 and r.json()["status"] == "suspended"
     problem(await api.lookup(user, "1HGCM82633A004352"), 403, "account_suspended")
     problem(await api.client.get("/v1/me", headers=user.auth), 403, "account_suspended")
-    r = await api.client.post(f"/v1/admin/accounts/{user.id}/unsuspend",
-                              json={"reason": "cleared"}, headers=admin)
+    r = await api.client.post(
+        f"/v1/admin/accounts/{user.id}/unsuspend", json={"reason": "cleared"}, headers=admin
+    )
     assert r.status_code == 200 and r.json()["status"] == "active"
     assert (await api.lookup(user, "1HGCM82633A004352")).status_code == 200
 
@@ -199,5 +235,8 @@ async def test_admin_suspends_and_unsuspends(api: Api) -> None:
 async def test_access_token_expiry(api: Api) -> None:
     acct = await api.register()
     token, _ = api.state.tokens.issue(acct.id, now=int(time.time()) - 3600)
-    problem(await api.client.get("/v1/me", headers={"Authorization": f"Bearer {token}"}), 401,
-            "invalid_token")
+    problem(
+        await api.client.get("/v1/me", headers={"Authorization": f"Bearer {token}"}),
+        401,
+        "invalid_token",
+    )
