@@ -40,7 +40,7 @@ def _uvicorn_log_config() -> dict[str, Any]:
             "vin_gateway": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
             "vin_gateway.access": {
                 "handlers": ["stderr"],
-                "level": os.environ.get("VINGW_ACCESS_LOG_LEVEL", "WARNING"),
+                "level": os.environ.get("VINGW_ACCESS_LOG_LEVEL", "INFO"),
             },
         },
     }

@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     privacy_policy_effective_date: date = date(2026, 11, 1)
     privacy_policy_url: str = "/privacy-policy"
 
+    limit_vin_burst: int = Field(default=30, gt=0)
+    limit_vin_per_s: float = Field(default=2.0, gt=0)
     migrate_on_start: bool | None = None
     max_body_bytes: int = Field(default=16_384, gt=0)
     metrics_enabled: bool = True

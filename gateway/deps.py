@@ -45,7 +45,7 @@ from gateway.security.attestation import Attestation, AttestationReplayed
 from gateway.state import AppState
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     return request.app.state.gw  # type: ignore[no-any-return]
 
 
@@ -277,7 +277,7 @@ LookupVIN = Annotated[vinlib.DecodedVIN, Depends(_lookup.vin)]
 LookupQuota = Annotated[Decision, Depends(_lookup.quota)]
 
 
-def get_catalogue(state: StateDep) -> Catalogue:
+async def get_catalogue(state: StateDep) -> Catalogue:
     return state.catalogue
 
 

@@ -116,7 +116,10 @@ async def build_state(settings: Settings, *, migrate_on_start: bool = True) -> A
         accounts_db=accounts_db,
         searchlog_db=searchlog_db,
         redis=redis,
-        limiter=Limiter(redis, FloodPolicy()),
+        limiter=Limiter(
+            redis,
+            FloodPolicy(capacity=settings.limit_vin_burst, refill_per_s=settings.limit_vin_per_s),
+        ),
         passwords=passwords,
         tokens=tokens,
         accounts=accounts,

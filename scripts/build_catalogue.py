@@ -67,7 +67,7 @@ MAKES: dict[str, str] = {
         "Lexus", "Acura", "Tesla", "Volvo", "Porsche", "Mini", "Buick", "Cadillac",
         "Chrysler", "Lincoln", "Infiniti", "Genesis", "Mitsubishi", "Fiat", "Land Rover",
         "Jaguar", "Alfa Romeo", "Pontiac", "Saturn", "Mercury", "Suzuki", "Saab", "Smart",
-        "Polestar", "Rivian", "Hummer", "Scion",
+        "Polestar", "Rivian", "Hummer",
     ]
 }  # fmt: skip
 
@@ -497,7 +497,8 @@ def engine_desc(
 # Curated rest-of-world rules
 # --------------------------------------------------------------------------------------
 
-CURATED_COLUMNS = ["wmi", "vds", "year_from", "year_to", "make", "model", "body", "market"]
+CURATED_COLUMNS = ["wmi", "vds", "year_from", "year_to", "make", "model", "body", "market", "fuel"]
+FUELS = {"", "electric", "diesel"}
 
 
 def read_curated() -> tuple[dict[RuleKey, set[int]], list[tuple[str, str]]]:
@@ -506,7 +507,8 @@ def read_curated() -> tuple[dict[RuleKey, set[int]], list[tuple[str, str]]]:
     Each file starts with '#' comment lines; the line '# ref: NAME' gives the source reference
     (stored as source 'curated:NAME') and '# source: ...' lines describe the public source.
     Columns: wmi (space-separated list), vds (pattern over positions 4-8 in vPIC syntax:
-    '*' any, [AB] class), year_from, year_to, make, model, body, market.
+    '*' any, [AB] class), year_from, year_to, make, model, body, market, fuel (empty,
+    "electric" or "diesel"; selects the engine-side sample parts).
     """
     rules: dict[RuleKey, set[int]] = defaultdict(set)
     refs: list[tuple[str, str]] = []
@@ -538,13 +540,17 @@ def read_curated() -> tuple[dict[RuleKey, set[int]], list[tuple[str, str]]]:
             yt = min(int(row["year_to"]) if row["year_to"] else YEAR_MAX, YEAR_MAX)
             if yf > yt:
                 continue
+            fuel = (row.get("fuel") or "").strip()
+            if fuel not in FUELS:
+                raise SystemExit(f"{path.name}:{n}: fuel must be one of {sorted(FUELS)}")
             tk = TypeKey(
                 row["make"].strip(),
                 row["model"].strip(),
                 row["body"].strip() or None,
-                None,
+                "Electric" if fuel == "electric" else None,
                 row["market"].strip(),
                 f"curated:{ref}",
+                fuel or None,
             )
             pat = parsed[0]
             for wmi in row["wmi"].split():

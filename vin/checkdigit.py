@@ -63,8 +63,8 @@ _WEIGHTS_16 = WEIGHTS[:8] + WEIGHTS[9:]
 _VALUE = TRANSLITERATION.__getitem__
 # Fast path (speed): ASCII bytes -> values with one bytes.translate; bytes outside the alphabet
 # are deleted, so a shorter result means "take the slow path".
-_VALUE_BYTES = bytes(TRANSLITERATION.get(chr(i), 0) for i in range(256))
-_NOT_ALPHABET = bytes(i for i in range(256) if chr(i) not in TRANSLITERATION)
+VALUE_BYTES = bytes(TRANSLITERATION.get(chr(i), 0) for i in range(256))
+NOT_ALPHABET_BYTES = bytes(i for i in range(256) if chr(i) not in TRANSLITERATION)
 _new = tuple.__new__
 
 
@@ -99,7 +99,7 @@ def compute_check_digit(vin: str) -> str | None:
     the alphabet gives None.
     """
     if vin.isascii():
-        values = vin.encode("ascii").translate(_VALUE_BYTES, _NOT_ALPHABET)
+        values = vin.encode("ascii").translate(VALUE_BYTES, NOT_ALPHABET_BYTES)
         if len(values) == 17:
             return _DIGITS[sum(map(mul, values, WEIGHTS)) % 11]
     try:

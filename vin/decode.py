@@ -14,9 +14,9 @@ from typing import Any, NamedTuple
 
 from . import _tables
 from .checkdigit import (
-    _NOT_ALPHABET,
-    _VALUE_BYTES,
+    NOT_ALPHABET_BYTES,
     REQUIRED,
+    VALUE_BYTES,
     WEIGHTS,
     WHEN_PRESENT,
     CheckDigitVerdict,
@@ -206,7 +206,7 @@ def decode(text: object, *, reference_date: date | None = None) -> DecodedVIN:
     problems: list[VINProblem] | None = None
     expected: str | None = None
     if len(vin) == 17 and vin.isascii():
-        values = vin.encode("ascii").translate(_VALUE_BYTES, _NOT_ALPHABET)
+        values = vin.encode("ascii").translate(VALUE_BYTES, NOT_ALPHABET_BYTES)
         if len(values) == 17:  # every character is in the alphabet
             expected = _CHECK_DIGITS[sum(map(_mul, values, _WEIGHTS)) % 11]
     if expected is None:

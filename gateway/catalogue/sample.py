@@ -86,6 +86,13 @@ def _token_set(tok: str) -> frozenset[str]:
     return out
 
 
+def _as_year(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 def _pattern_regex(pattern: str) -> re.Pattern[str]:
     """Catalogue pattern ('*' any, [..] class, else the character) -> regex over 4-8."""
     return re.compile("".join("." if t == "*" else t for t in _TOKEN.findall(pattern)))
@@ -264,11 +271,12 @@ class SampleCatalogue:
         plant = features.get("plant_code")
         plant = str(plant).upper() if plant else None
 
-        year = features.get("model_year")
+        year = _as_year(features.get("model_year"))
         if year is not None:
-            years: list[int] = [int(year)]
+            years: list[int] = [year]
         else:
-            years = [int(y) for y in (features.get("model_year_candidates") or [])]
+            cands = (_as_year(y) for y in (features.get("model_year_candidates") or []))
+            years = [y for y in cands if y is not None]
 
         scores: dict[int, list[Any]] = {}
         scan = self._scan

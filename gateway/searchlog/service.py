@@ -145,17 +145,20 @@ class SearchLog:
                 raise RuntimeError("search-log database unavailable")
 
     async def _run(self) -> None:
+        """Write a batch when one is full or the interval has passed, never in a tight loop."""
         backoff = self.flush_interval_s
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self.flush_interval_s)
-            self._wakeup.clear()
-            while self._buffer:
-                if await self._write_batch():
-                    backoff = self.flush_interval_s
-                else:
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 10.0)
+            if len(self._buffer) < self.batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), backoff)
+                self._wakeup.clear()
+            if not self._buffer:
+                continue
+            if await self._write_batch():
+                backoff = self.flush_interval_s
+            else:
+                backoff = min(backoff * 2, 10.0)
+                await asyncio.sleep(backoff)
 
     async def _write_batch(self) -> bool:
         batch = [self._buffer[i] for i in range(min(self.batch_size, len(self._buffer)))]

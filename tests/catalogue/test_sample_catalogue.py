@@ -57,7 +57,13 @@ def test_file_exists_and_is_marked_sample() -> None:
     assert DEFAULT_PATH.is_file()
     con = sqlite3.connect(f"file:{DEFAULT_PATH}?mode=ro", uri=True)
     meta = dict(con.execute("SELECT key, value FROM meta"))
+    sources = dict(con.execute("SELECT ref, description FROM sources"))
+    type_sources = {r[0] for r in con.execute("SELECT DISTINCT source FROM vehicle_types")}
     con.close()
+    # every curated rule names its public source
+    assert type_sources <= set(sources)
+    assert all(sources.values())
+    assert any(s.startswith("curated:") for s in type_sources)
     assert meta["sample"] == "true"
     assert "SAMPLE" in meta["notice"]
     assert "SYNTHETIC" in meta["notice"]
@@ -182,6 +188,7 @@ def test_garbage_features_give_empty_list(cat: SampleCatalogue) -> None:
     assert cat.match({"wmi": "", "vds": ""}) == []
     assert cat.match({"wmi": "WVW", "vds": "ZZZ"}) == []
     assert cat.match({"wmi": "WVW", "vds": "ZZZ1K", "model_year": 1950}) != []  # year ignored
+    assert cat.match({"wmi": "1HG", "vds": "CM826", "model_year": "not a year"}) != []
 
 
 # --- vehicle types and parts ------------------------------------------------------------

@@ -25,14 +25,20 @@ def free_port() -> int:
 
 @contextmanager
 def running(
-    args: list[str], env: dict[str, str], *, health: str = "/healthz", timeout_s: float = 30.0
+    args: list[str],
+    env: dict[str, str],
+    *,
+    health: str = "/healthz",
+    timeout_s: float = 30.0,
+    raw: bool = False,
 ) -> Iterator[tuple[str, list[str]]]:
-    """Run ``vin-gateway ARGS`` until the block ends; yields (base URL, captured output lines)."""
+    """Run ``vin-gateway ARGS`` (or the command ARGS itself when ``raw``) until the block ends;
+    yields (base URL, captured output lines)."""
     port = free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("VINGW_")}
     full_env.update(env)
     proc = subprocess.Popen(
-        [str(BIN), *args, "--port", str(port)],
+        [*(args if raw else [str(BIN), *args]), "--port", str(port)],
         env=full_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -96,3 +96,17 @@ def _policy_of(vin: str) -> str:
 def test_decode_agrees_with_the_verdict_function(prefix: str, rest: str) -> None:
     vin = prefix + rest
     assert decode(vin).check_digit == check_digit_verdict(vin, _policy_of(vin))
+
+
+@given(st.text(alphabet=VIN_CHARS + "IOQé-", min_size=17, max_size=17))
+def test_fast_check_digit_matches_the_published_formula(text: str) -> None:
+    """compute_check_digit's bytes fast path agrees with Tables IV and V, applied by hand."""
+    from vin.checkdigit import compute_check_digit
+
+    try:
+        total = sum(TRANSLITERATION[c] * w for c, w in zip(text, WEIGHTS, strict=True) if w)
+    except KeyError:
+        assert compute_check_digit(text) is None
+    else:
+        assert compute_check_digit(text) == "0123456789X"[total % 11]
+        assert decode(text).check_digit.expected == "0123456789X"[total % 11]

@@ -1,0 +1,191 @@
+"""Full attested lookup path vs. a bare FastAPI endpoint, side by side, one worker each.
+
+    .venv/bin/python loadtests/bench_lookup.py [--duration 10] [--connections 16] [--alg ES256]
+
+Needs `wrk` (Debian: apt-get install wrk) and, unless --embedded, Redis on 127.0.0.1:6379.
+Both servers run the same uvicorn (one worker, no access log); wrk runs on the other core with
+one thread. The gateway path per request: API-key authentication, attestation verification,
+replay check + quota (one Lua round trip), VIN decode, catalogue, search-log enqueue. Every
+request carries a fresh attestation (pre-signed; one per request, as clients must), so no
+request is refused as a replay. The flood limit is raised for the benchmark account; the Lua
+script runs exactly as in production.
+
+Prints requests/s of both, their ratio, and exits 1 if the ratio is below --min-ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from tests.gateway import signing  # noqa: E402
+from tests.gateway.procs import BIN, running  # noqa: E402
+
+VINS = [
+    "1HGCM82633A004352",
+    "JH4DC4340RS003205",
+    "WVWZZZ1KZ6W612305",
+    "1FTMW1T88MFA00001",
+    "KM8K2CAB4PU001140",
+    "YV1902FH5D1796335",
+    "JT2AE09W4P0038539",
+    "1C6RR7LT2JS179571",
+    "KNDJT2A54D7883468",
+    "SCBEC9ZA1EC225243",
+    "XTAGFK330JY144213",
+    "LFWADRJF011002346",
+]
+
+WRK_SCRIPT = r"""
+local lines = {}
+local i = 0
+local auth = ""
+function init(args)
+  for line in io.lines(args[1]) do table.insert(lines, line) end
+  auth = args[2]
+end
+request = function()
+  i = i + 1
+  local line = lines[(i - 1) % #lines + 1]
+  local tab = line:find("\t")
+  local token, vin = line:sub(1, tab - 1), line:sub(tab + 1)
+  local headers = {["Content-Type"] = "application/json"}
+  if auth ~= "" then
+    headers["Authorization"] = auth
+    headers["VIN-Attestation"] = token
+  end
+  return wrk.format("POST", "/v1/lookups", headers, '{"vin": "' .. vin .. '"}')
+end
+"""
+
+
+def run_wrk(base: str, token_file: Path, auth: str, args: argparse.Namespace) -> tuple[float, int]:
+    script = token_file.with_suffix(".lua")
+    script.write_text(WRK_SCRIPT)
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{args.connections}",
+            f"-d{args.duration}s",
+            "-s",
+            str(script),
+            base,
+            "--",
+            str(token_file),
+            auth,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return rps, int(bad.group(1)) if bad else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--alg", choices=["ES256", "RS256"], default="ES256")
+    parser.add_argument("--embedded", action="store_true", help="in-process Redis stand-in")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--max-rps", type=int, default=6000, help="tokens to pre-sign per second")
+    parser.add_argument("--min-ratio", type=float, default=0.40)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("bench_lookup: needs wrk (apt-get install wrk)", file=sys.stderr)
+        return 2
+
+    work = Path(tempfile.mkdtemp(prefix="vingw-bench-"))
+    env = {
+        "VINGW_DATA_DIR": str(work / "var"),
+        "VINGW_LIMIT_VIN_BURST": "1000000",
+        "VINGW_LIMIT_VIN_PER_S": "1000000",
+        "VINGW_ACCESS_LOG_LEVEL": "WARNING",
+        "VINGW_ARGON2_TIME_COST": "1",
+        "VINGW_ARGON2_MEMORY_KIB": "1024",
+    }
+    if not args.embedded:
+        import redis
+
+        redis.Redis.from_url(args.redis_url).flushdb()
+        env["VINGW_REDIS_URL"] = args.redis_url
+
+    bare_cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "loadtests.bare_app:app",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--host",
+        "127.0.0.1",
+    ]
+    bare_env = {"PYTHONPATH": str(HERE.parent)}
+    with running(bare_cmd, bare_env, raw=True) as (base, _):
+        lines = [f"-\t{VINS[i % len(VINS)]}" for i in range(len(VINS))]
+        bare_file = work / "bare.tsv"
+        bare_file.write_text("\n".join(lines) + "\n")
+        bare_rps, bare_bad = run_wrk(base, bare_file, "", args)
+
+    with running([str(BIN), "serve"], env, raw=True) as (base, _):
+        with httpx.Client(base_url=base) as client:
+            policy = client.get("/v1/privacy-policy").json()["version"]
+            email = f"bench-{secrets.token_hex(4)}@example.com"
+            password = "benchmark passphrase 1"
+            account_id = client.post(
+                "/v1/accounts",
+                json={
+                    "email": email,
+                    "password": password,
+                    "privacy_policy_version": policy,
+                },
+            ).json()["id"]
+            token = client.post(
+                "/v1/auth/token", data={"username": email, "password": password}
+            ).json()
+            auth = {"Authorization": f"Bearer {token['access_token']}"}
+            api_key = client.post("/v1/api-keys", json={"name": "bench"}, headers=auth).json()
+            key, jwk = signing.ec_key() if args.alg == "ES256" else signing.rsa_key()
+            kid = client.post("/v1/attestation-keys", json={"jwk": jwk}, headers=auth).json()["kid"]
+        count = args.max_rps * args.duration
+        lines = []
+        for i in range(count):
+            vin = VINS[i % len(VINS)]
+            lines.append(signing.attestation(key, kid, account_id, vin) + "\t" + vin)
+        gw_file = work / "gateway.tsv"
+        gw_file.write_text("\n".join(lines) + "\n")
+        gw_rps, gw_bad = run_wrk(base, gw_file, f"Bearer {api_key['key']}", args)
+        if gw_rps * args.duration > count:
+            print("warning: tokens were reused; raise --max-rps", file=sys.stderr)
+
+    shutil.rmtree(work, ignore_errors=True)
+    ratio = gw_rps / bare_rps
+    mode = "embedded stand-in" if args.embedded else "Redis"
+    print(f"bare FastAPI endpoint : {bare_rps:9.0f} req/s  (non-2xx: {bare_bad})")
+    print(f"attested lookup path  : {gw_rps:9.0f} req/s  (non-2xx: {gw_bad}; {args.alg}, {mode})")
+    print(f"ratio                 : {ratio:9.2f}  (target >= {args.min_ratio})")
+    if bare_bad or gw_bad:
+        print("FAIL: some requests were not answered 2xx", file=sys.stderr)
+        return 1
+    return 0 if ratio >= args.min_ratio else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    raise SystemExit(main())
