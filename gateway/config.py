@@ -90,12 +90,34 @@ class Settings(BaseSettings):
     privacy_policy_effective_date: date = date(2026, 11, 1)
     privacy_policy_url: str = "/privacy-policy"
 
-    limit_vin_burst: int = Field(default=30, gt=0)
-    limit_vin_per_s: float = Field(default=2.0, gt=0)
+    # suspicious-usage limits (defaults and their reasons: docs/limits.md)
+    limit_vin_burst: int = Field(default=40, gt=0)
+    limit_vin_per_s: float = Field(default=5.0, gt=0)
+    limit_score_threshold: int = Field(default=300, gt=0)
+    limit_score_window_s: int = Field(default=3600, gt=0)
+    limit_distinct_max: int = Field(default=500, gt=0)
+    limit_seq_threshold: int = Field(default=8, gt=0)
+    limit_seq_max_step: int = Field(default=20, gt=0)
+    limit_first_block_s: int = Field(default=900, gt=0)
+    limit_max_block_s: int = Field(default=86_400, gt=0)
+    limit_shadow: str = ""  # comma list of: flood, guessing, distinct_vins, sequential
+    limit_allow_list: str = ""  # comma list of account ids
+    limit_ip_burst: int = Field(default=20, gt=0)
+    limit_ip_per_s: float = Field(default=0.2, gt=0)
+    limit_ip_fail_open: bool = True
     migrate_on_start: bool | None = None
     max_body_bytes: int = Field(default=16_384, gt=0)
     metrics_enabled: bool = True
     frontend_enabled: bool = True
+
+    @field_validator("limit_shadow")
+    @classmethod
+    def _known_policies(cls, value: str) -> str:
+        names = {n.strip() for n in value.split(",") if n.strip()}
+        unknown = names - {"flood", "guessing", "distinct_vins", "sequential"}
+        if unknown:
+            raise ValueError(f"unknown limit policies in VINGW_LIMIT_SHADOW: {sorted(unknown)}")
+        return value
 
     @field_validator("token_signing_key")
     @classmethod

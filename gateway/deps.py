@@ -18,6 +18,8 @@ event. Successful queries are logged the same way; the search log never blocks t
 whose body annotation is a runtime class, which FastAPI must see.)
 """
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 import vin as vinlib
+from gateway.accounts.models import Flag
 from gateway.accounts.service import AccountState
 from gateway.catalogue.backends import Catalogue
 from gateway.errors import (
@@ -38,7 +41,7 @@ from gateway.errors import (
     NotAuthenticated,
     PolicyAcceptanceRequired,
 )
-from gateway.limits.limiter import Decision, RateLimited, SuspiciousUsageBlocked
+from gateway.limits.limiter import Decision, LimiterUnavailable
 from gateway.lookups.schemas import DecodeRequest, LookupRequest, VinBody
 from gateway.searchlog.service import QueryEvent
 from gateway.security.attestation import Attestation, AttestationReplayed
@@ -58,19 +61,48 @@ def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-async def current_account(
+async def authenticated(
+    request: Request,
     state: StateDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> AccountState:
+    """Bearer token or API key -> account (cached briefly); suspended accounts stop here."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise NotAuthenticated()
-    account, _key_id = await state.auth.resolve(credentials.credentials)
+    account, key_id = await state.auth.resolve(credentials.credentials)
+    request.state.api_key_id = key_id
     if account.status == "suspended":
         raise AccountSuspended()
     return account
 
 
+Authenticated = Annotated[AccountState, Depends(authenticated)]
+
+
+async def current_account(
+    account: Authenticated, request: Request, response: Response, state: StateDep
+) -> AccountState:
+    """An authenticated account on a non-VIN endpoint: answers carry the RateLimit fields."""
+    decision = await state.limiter.peek(account.id, key_id=request.state.api_key_id)
+    response.headers.update(decision.headers())
+    return account
+
+
 CurrentAccount = Annotated[AccountState, Depends(current_account)]
+
+
+async def ip_limited(request: Request, state: StateDep) -> None:
+    """Per-client-network flood limit of unauthenticated endpoints (registration, login)."""
+    try:
+        decision = await state.limiter.admit_ip(client_ip(request), state.ip_policy)
+    except LimiterUnavailable:
+        if state.settings.limit_ip_fail_open:
+            return
+        raise
+    decision.raise_for_verdict()
+
+
+IpLimited = Annotated[None, Depends(ip_limited)]
 
 
 async def current_admin(account: CurrentAccount) -> AccountState:
@@ -146,27 +178,41 @@ async def query_log(request: Request, state: StateDep) -> AsyncIterator[QueryLog
         client_ip=client_ip(request),
         user_agent=request.headers.get("user-agent"),
     )
+    limiter = state.limiter
     try:
         yield record
     except (GatewayError, RequestValidationError) as exc:
         record.outcome = "refused"
         record.code = exc.code if isinstance(exc, GatewayError) else "invalid_request"
-        signal = SIGNALS.get(record.code)
-        if signal and record.account_id and record.decision is None:
-            await state.limiter.record_signal(record.account_id, signal)
+        account_id = record.account_id
+        if account_id and record.decision is None:
+            key_id = getattr(request.state, "api_key_id", None)
+            signal = SIGNALS.get(record.code)
+            with contextlib.suppress(LimiterUnavailable):
+                if signal:
+                    record.decision = await limiter.record_signal(account_id, signal, key_id=key_id)
+                    consequences(state, account_id, record.decision)
+                elif record.code != "suspicious_usage_blocked":
+                    record.decision = await limiter.peek(account_id, key_id=key_id)
         if isinstance(exc, GatewayError) and record.decision is not None:
             exc.headers.update(record.decision.headers())
         raise
     finally:
         if record.account_id:
+            if record.outcome == "miss":
+                limiter.note(record.account_id, "catalogue_miss")
             state.searchlog.record(record.event())
 
 
 QueryLogDep = Annotated[QueryLog, Depends(query_log)]
 
 
-async def vin_account(account: CurrentAccount, log: QueryLogDep, state: StateDep) -> AccountState:
+async def vin_account(account: Authenticated, log: QueryLogDep, state: StateDep) -> AccountState:
     log.account_id = account.id
+    blocked = state.limiter.blocked_locally(account.id)
+    if blocked is not None:
+        log.decision = blocked
+        blocked.raise_for_verdict()
     if account.consent_version is None:
         raise ConsentWithdrawn()
     if account.consent_version != state.settings.privacy_policy_version:
@@ -220,9 +266,10 @@ def vin_step(model: type[VinBody]) -> Step:
 
 def quota_step(attestation_dep: Step, vin_dep: Step, cost: int) -> Step:
     async def quota(
+        request: Request,
         account: VINAccount,
         attestation: Annotated[Attestation, Depends(attestation_dep)],
-        _vin: Annotated[vinlib.DecodedVIN, Depends(vin_dep)],
+        vin: Annotated[vinlib.DecodedVIN, Depends(vin_dep)],
         log: QueryLogDep,
         state: StateDep,
         response: Response,
@@ -233,19 +280,15 @@ def quota_step(attestation_dep: Step, vin_dep: Step, cost: int) -> Step:
             jti=attestation.jti,
             jti_ttl=state.verifier.replay_ttl(attestation, now),
             cost=cost,
+            key_id=request.state.api_key_id,
+            vin=state.limiter.signals_of(vin.vin),
         )
         log.decision = decision
+        consequences(state, account.id, decision)
         response.headers.update(decision.headers())
         if decision.verdict == "replayed":
             raise AttestationReplayed()
-        if decision.verdict == "blocked":
-            raise SuspiciousUsageBlocked(
-                headers={"Retry-After": str(decision.retry_after)}, policy="block"
-            )
-        if decision.verdict == "limited":
-            raise RateLimited(
-                headers={"Retry-After": str(decision.retry_after)}, policy=decision.policy.name
-            )
+        decision.raise_for_verdict()
         return decision
 
     return quota
@@ -275,6 +318,40 @@ DecodeQuota = Annotated[Decision, Depends(_decode.quota)]
 LookupAttestation = Annotated[Attestation, Depends(_lookup.attestation)]
 LookupVIN = Annotated[vinlib.DecodedVIN, Depends(_lookup.vin)]
 LookupQuota = Annotated[Decision, Depends(_lookup.quota)]
+
+
+def consequences(state: AppState, account_id: str, decision: Decision) -> None:
+    """A block just started or a shadow policy fired: flag it for admins, off the hot path."""
+    state.limiter.remember(account_id, decision)
+    findings = []
+    if decision.verdict == "blocked_now":
+        findings.append((decision.policy, False))
+    findings.extend((policy, True) for policy in decision.shadow_hits)
+    for policy, shadow in findings:
+        if shadow and not state.limiter.first_shadow_hit(account_id, policy):
+            continue
+        flag = Flag(
+            account_id=account_id,
+            policy=policy,
+            shadow=shadow,
+            reason=FLAG_REASONS.get(policy, policy)
+            + (" (shadow mode: not enforced)" if shadow else ""),
+            evidence=decision.evidence(),
+            block_s=0 if shadow else decision.retry_after,
+        )
+        task = asyncio.create_task(state.accounts.add_flag(flag))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+
+_background: set[asyncio.Task[None]] = set()
+
+FLAG_REASONS = {
+    "guessing": "too many invalid VINs, refused attestations or catalogue misses",
+    "distinct_vins": "too many distinct VINs in 24 hours",
+    "sequential": "consecutive queries walk the serial numbers of one vehicle series",
+    "flood": "more requests than the flood limit allows",
+}
 
 
 async def get_catalogue(state: StateDep) -> Catalogue:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from gateway.config import Settings
 
@@ -19,10 +21,11 @@ def make_redis(settings: Settings) -> Any:
         import fakeredis
 
         return fakeredis.FakeAsyncRedis()
+    # Bounded: one attempt, no backoff, so a dead Redis fails a request within the timeout.
     return aioredis.Redis.from_url(
         settings.redis_url,
         socket_timeout=settings.redis_timeout_s,
         socket_connect_timeout=settings.redis_timeout_s,
         health_check_interval=30,
-        retry_on_timeout=False,
+        retry=Retry(NoBackoff(), 0),
     )

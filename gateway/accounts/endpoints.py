@@ -18,7 +18,7 @@ from gateway.accounts.models import (
     AttestationKeyPublic,
     ConsentAccept,
 )
-from gateway.deps import CurrentAccount, StateDep, client_ip
+from gateway.deps import CurrentAccount, IpLimited, StateDep, client_ip
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 
@@ -35,14 +35,16 @@ class AttestationKeyCreated(BaseModel):
 
 
 @router.post("/accounts", status_code=201)
-async def register(body: AccountCreate, request: Request, state: StateDep) -> AccountPublic:
+async def register(
+    body: AccountCreate, request: Request, _limit: IpLimited, state: StateDep
+) -> AccountPublic:
     account = await state.accounts.register(body, client_ip(request))
     return AccountPublic.model_validate(account, from_attributes=True)
 
 
 @router.post("/auth/token")
 async def token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], state: StateDep
+    form: Annotated[OAuth2PasswordRequestForm, Depends()], _limit: IpLimited, state: StateDep
 ) -> TokenResponse:
     account = await state.accounts.authenticate(form.username, form.password)
     access_token, expires_in = state.tokens.issue(account.id)

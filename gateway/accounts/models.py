@@ -177,3 +177,34 @@ class AdminAudit(AccountsModel, table=True):
     target_account_id: str | None = Field(default=None, max_length=32, index=True)
     reason: str = Field(max_length=1000)
     at: datetime = _ts(nullable=False)
+
+
+# --- suspicious-usage flags -------------------------------------------------------------------
+
+
+class Flag(AccountsModel, table=True):
+    """A limiter finding for admins: the policy, why, and evidence counts (never a VIN)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: str = Field(max_length=32, index=True)
+    policy: str = Field(max_length=32)
+    shadow: bool = False
+    reason: str = Field(max_length=500)
+    evidence: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    block_s: int = 0
+    created_at: datetime = _ts(nullable=False)
+    resolved_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    resolved_by: str | None = Field(default=None, max_length=32)
+
+
+class FlagPublic(SQLModel):
+    id: int
+    account_id: str
+    policy: str
+    shadow: bool
+    reason: str
+    evidence: dict[str, Any]
+    block_s: int
+    created_at: datetime
+    resolved_at: datetime | None
+    resolved_by: str | None

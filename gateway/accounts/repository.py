@@ -10,7 +10,14 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from gateway.accounts.models import Account, AdminAudit, ApiKey, AttestationKey, Consent
+from gateway.accounts.models import (
+    Account,
+    AdminAudit,
+    ApiKey,
+    AttestationKey,
+    Consent,
+    Flag,
+)
 
 T = TypeVar("T")
 
@@ -68,6 +75,17 @@ class AccountRepository:
         if target is not None:
             query = query.where(AdminAudit.target_account_id == target)
         return await self._all(query)
+
+    async def flags(self, *, unresolved_only: bool, limit: int) -> Sequence[Flag]:
+        query = select(Flag).order_by(col(Flag.id).desc()).limit(limit)
+        if unresolved_only:
+            query = query.where(col(Flag.resolved_at).is_(None))
+        return await self._all(query)
+
+    async def open_flags_of(self, account_id: str) -> Sequence[Flag]:
+        return await self._all(
+            select(Flag).where(Flag.account_id == account_id, col(Flag.resolved_at).is_(None))
+        )
 
     async def _all(self, query: SelectOfScalar[T]) -> Sequence[T]:
         result = await self.session.exec(query)

@@ -18,6 +18,7 @@ from gateway.accounts.models import (
     ApiKey,
     AttestationKey,
     Consent,
+    Flag,
 )
 from gateway.accounts.repository import AccountRepository
 from gateway.config import Settings
@@ -357,6 +358,30 @@ class AccountService:
             await repo.commit()
         self.on_change(account_id)
         return account
+
+    async def add_flag(self, flag: Flag) -> None:
+        async with self.db.session() as session:
+            repo = AccountRepository(session)
+            await repo.add(flag)
+            await repo.commit()
+
+    async def flags(self, *, unresolved_only: bool = True, limit: int = 200) -> list[Flag]:
+        async with self.db.session() as session:
+            return list(
+                await AccountRepository(session).flags(unresolved_only=unresolved_only, limit=limit)
+            )
+
+    async def resolve_flags(self, admin_id: str, account_id: str, reason: str) -> int:
+        now = datetime.now(UTC)
+        async with self.db.session() as session:
+            repo = AccountRepository(session)
+            flags = await repo.open_flags_of(account_id)
+            for flag in flags:
+                flag.resolved_at, flag.resolved_by = now, admin_id
+                await repo.add(flag)
+            await repo.audit(admin_id, "unblock", account_id, reason)
+            await repo.commit()
+        return len(flags)
 
     async def audit(self, admin_id: str, action: str, target: str | None, reason: str) -> None:
         async with self.db.session() as session:

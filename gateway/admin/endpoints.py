@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.accounts.models import AccountPublic
+from gateway.accounts.models import AccountPublic, FlagPublic
 from gateway.deps import CurrentAdmin, StateDep
 from gateway.searchlog.models import SearchEventPublic
 from gateway.searchlog.repository import SearchLogRepository
@@ -42,6 +42,33 @@ async def unsuspend(
 ) -> AccountPublic:
     account = await state.accounts.set_status(admin.id, account_id, "active", body.reason)
     return AccountPublic.model_validate(account, from_attributes=True)
+
+
+@router.get("/flags")
+async def flags(
+    admin: CurrentAdmin,
+    state: StateDep,
+    include_resolved: bool = Query(default=False),
+    limit: int = Query(default=200, ge=1, le=1000),
+) -> list[FlagPublic]:
+    """Suspicious-usage findings: policy, reason, evidence counts (never a VIN)."""
+    rows = await state.accounts.flags(unresolved_only=not include_resolved, limit=limit)
+    return [FlagPublic.model_validate(r, from_attributes=True) for r in rows]
+
+
+class Unblocked(BaseModel):
+    account_id: str
+    was_blocked: bool
+    flags_resolved: int
+
+
+@router.post("/accounts/{account_id}/unblock")
+async def unblock(account_id: str, body: Reason, admin: CurrentAdmin, state: StateDep) -> Unblocked:
+    """Lift a limiter block and its counters by hand; resolves the account's open flags."""
+    await state.accounts.get(account_id)
+    was_blocked = await state.limiter.unblock(account_id)
+    resolved = await state.accounts.resolve_flags(admin.id, account_id, body.reason)
+    return Unblocked(account_id=account_id, was_blocked=was_blocked, flags_resolved=resolved)
 
 
 @router.post("/accounts/{account_id}/disclosure")

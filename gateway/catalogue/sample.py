@@ -37,7 +37,7 @@ _W_MAKE_DISAGREES = -3.0
 _W_PLANT_MATCH = 0.5
 _W_PLANT_UNKNOWN = -0.5
 _W_FALLBACK = -1.0
-_W_YEAR_RANK = -0.25
+_W_YEAR_RANK = -1.0
 _W_YEAR_IGNORED = -2.0
 
 # a rule: (pattern over positions 4-8, allowed plant codes or None,
@@ -212,14 +212,14 @@ class SampleCatalogue:
     def _split_positions(rules: list[tuple[tuple[frozenset[str], ...], int]]) -> tuple[int, int]:
         """The pair of positions (0-4 in 4-8) minimizing the expected number of rules scanned."""
         n = len(_ALPHABET)
-        frac = [
-            [len(s) / n if len(s) <= _MAX_KEY_CLASS else 1.0 for s in sets] for sets, _w in rules
-        ]
-        weights = [w for _s, w in rules]
+        weight: dict[tuple[float, ...], int] = {}
+        for sets, w in rules:
+            f = tuple(len(s) / n if len(s) <= _MAX_KEY_CLASS else 1.0 for s in sets)
+            weight[f] = weight.get(f, 0) + w
         best = (float("inf"), 0, 1)
         for p in range(5):
             for q in range(p + 1, 5):
-                cost = sum(f[p] * f[q] * w for f, w in zip(frac, weights, strict=True))
+                cost = sum(f[p] * f[q] * w for f, w in weight.items())
                 best = min(best, (cost, p, q))
         return best[1], best[2]
 
@@ -249,10 +249,10 @@ class SampleCatalogue:
         A rule matches when its WMI equals ``features["wmi"]``, its pattern matches VIN
         positions 4-8 (``features["vds"]``, extra characters ignored), its plant code (if any)
         agrees with ``features["plant_code"]``, and its model-year range contains the model
-        year (``model_year``, else any of ``model_year_candidates``, else the year is
-        ignored). When nothing matches with the year, the year is ignored as a last resort for
-        the curated rest-of-world rules (such VINs often do not encode the model year at
-        position 10); such matches rank lower. vPIC rules always need the year to agree.
+        year (``model_year``, or one of ``model_year_candidates``, ranked lower; with neither,
+        the year is ignored). When nothing matches with the year, the year is ignored as a
+        last resort for the curated rest-of-world rules (such VINs often do not encode the
+        model year at position 10); such matches rank lower. vPIC rules always need the year.
 
         Score: how much of positions 4-8 the pattern pins down (0-5) + plant code agreement
         + make agreement with ``make`` / ``make_candidates`` - rank of the candidate year;
@@ -271,12 +271,13 @@ class SampleCatalogue:
         plant = features.get("plant_code")
         plant = str(plant).upper() if plant else None
 
-        year = _as_year(features.get("model_year"))
-        if year is not None:
-            years: list[int] = [year]
-        else:
-            cands = (_as_year(y) for y in (features.get("model_year_candidates") or []))
-            years = [y for y in cands if y is not None]
+        # the model year first, then the other candidate years (ranked lower)
+        years: list[int] = []
+        raw_years = [features.get("model_year"), *(features.get("model_year_candidates") or [])]
+        for raw in raw_years:
+            y = _as_year(raw)
+            if y is not None and y not in years:
+                years.append(y)
 
         scores: dict[int, list[Any]] = {}
         scan = self._scan

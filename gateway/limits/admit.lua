@@ -1,52 +1,193 @@
--- One round trip decides a VIN request: ban check, attestation replay, flood bucket.
--- Every key is hash-tagged with the account ({acct}) so the script runs on Redis Cluster,
--- and every key gets a TTL. Time is the Redis server's.
+-- vin-gateway suspicious-usage limiter: ONE round trip decides a VIN request.
 --
--- KEYS[1] ban        string: epoch second the block ends (TTL = block length)
--- KEYS[2] jti        string: set once per attestation jti digest ("" slot unused when no jti)
--- KEYS[3] bucket     hash {t = tokens, ts = last refill (ms)}
--- ARGV[1] jti ttl seconds (0 = no replay check)
--- ARGV[2] cost (tokens this request takes)
--- ARGV[3] bucket capacity (burst)
--- ARGV[4] refill rate, tokens per second
--- ARGV[5] shadow (1 = count but never refuse on the flood policy)
+-- Every key is hash-tagged with the account ({acct}) so the script runs on Redis Cluster; every
+-- key gets a TTL; time is the Redis server's (TIME). No clear VIN ever reaches Redis: the
+-- gateway passes keyed pseudonyms (HMAC) of the VIN and of its serial-less prefix, and the
+-- serial number's numeric tail (a fragment, meaningless without the prefix key).
 --
--- Returns {verdict, retry_after_s, remaining, reset_s}
--- verdict: "ok" | "blocked" | "replayed" | "limited"
+-- KEYS
+--  1 ban        string "policy" while blocked (TTL = block length)
+--  2 strikes    counter of blocks (escalation memory)
+--  3 jti        the attestation's jti digest (SET NX; unused in signal mode)
+--  4 bucket     hash {t, ts}: per-account flood bucket
+--  5 kbucket    hash {t, ts}: per-API-key flood bucket (same key as 4 when no API key)
+--  6 score      counter: weighted outcome signals (guessing score), fixed window
+--  7 vins       zset: VIN pseudonym -> last seen (ms); distinct VINs in a rolling window
+--  8 seq        hash: prefix pseudonym -> "serial:run"; sequential enumeration
+--
+-- ARGV
+--  1 mode                "admit" | "signal" | "peek"
+--  2 jti ttl s           (admit) replay-cache lifetime, 0 = no jti
+--  3 cost                tokens this request takes
+--  4 capacity            flood burst
+--  5 refill / s          flood refill
+--  6 signal weight       points added to the score now (signal mode; piggybacked misses in admit)
+--  7 score window s
+--  8 score threshold
+--  9 vin pseudonym       "" = none
+-- 10 distinct window s
+-- 11 distinct max
+-- 12 prefix pseudonym    "" = none
+-- 13 serial              numeric tail of the serial, -1 = none
+-- 14 seq max step        |serial - last| in 1..step counts as a step of a walk
+-- 15 seq threshold       steps in a walk that make a scraper
+-- 16 seq window s
+-- 17 first block s
+-- 18 max block s
+-- 19 strikes memory s
+-- 20 shadow policies     string of policy initials in shadow mode: f(lood) g(uessing) d(istinct) s(equential)
+-- 21 allow-listed        "1" = exempt from suspicious-usage policies (never from replay or flood)
+-- 22 replay weight       points a replayed attestation adds to the score
+--
+-- Returns {verdict, policy, retry_after, remaining, reset, score, distinct, run, shadow_hits}
+--   verdict: ok | blocked (a running block) | blocked_now (this request started it) | replayed
+--            | limited
 
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local mode = ARGV[1]
+local shadow = ARGV[20]
+local allowed = ARGV[21] == '1'
+
+local function in_shadow(p) return string.find(shadow, p, 1, true) ~= nil end
+
+-- flood bucket state after refill (not yet written)
+local capacity = tonumber(ARGV[4])
+local rate = tonumber(ARGV[5])
+local function refill(key)
+  local st = redis.call('HMGET', key, 't', 'ts')
+  local tokens = tonumber(st[1]) or capacity
+  local ts = tonumber(st[2]) or now_ms
+  return math.min(capacity, tokens + math.max(0, now_ms - ts) * rate / 1000)
+end
+local a_tokens = refill(KEYS[4])
+local k_tokens = (KEYS[5] ~= KEYS[4]) and refill(KEYS[5]) or a_tokens
+local function remaining() return math.floor(math.max(0, math.min(a_tokens, k_tokens))) end
+local function reset() return math.ceil((capacity - math.min(a_tokens, k_tokens)) / rate) end
+
+local score = tonumber(redis.call('GET', KEYS[6]) or '0')
+local distinct = 0
+local run = 0
+local shadow_hits = ''
 
 local ban_ttl = redis.call('TTL', KEYS[1])
-if ban_ttl and ban_ttl > 0 then
-  return {'blocked', ban_ttl, 0, ban_ttl}
+if ban_ttl > 0 then
+  local policy = redis.call('GET', KEYS[1]) or 'block'
+  return {'blocked', policy, ban_ttl, remaining(), reset(), score, 0, 0, ''}
+end
+if mode == 'peek' then
+  return {'ok', '', 0, remaining(), reset(), score, 0, 0, ''}
 end
 
-local jti_ttl = tonumber(ARGV[1])
+local function block(policy)
+  local strikes = redis.call('INCR', KEYS[2])
+  redis.call('EXPIRE', KEYS[2], tonumber(ARGV[19]))
+  local secs = math.floor(math.min(tonumber(ARGV[17]) * 2 ^ (strikes - 1), tonumber(ARGV[18])))
+  redis.call('SET', KEYS[1], policy, 'EX', secs)
+  redis.call('DEL', KEYS[6], KEYS[8])
+  return secs
+end
+
+-- guessing score: fixed window counter
+local function add_score(weight)
+  if weight <= 0 or allowed then return false end
+  score = redis.call('INCRBY', KEYS[6], weight)
+  if score == weight then redis.call('EXPIRE', KEYS[6], tonumber(ARGV[7])) end
+  if score >= tonumber(ARGV[8]) then
+    if in_shadow('g') then shadow_hits = shadow_hits .. 'g' return false end
+    return true
+  end
+  return false
+end
+
+if mode == 'signal' then
+  if add_score(tonumber(ARGV[6])) then
+    return {'blocked_now', 'guessing', block('guessing'), remaining(), reset(), score, 0, 0, shadow_hits}
+  end
+  return {'ok', '', 0, remaining(), reset(), score, 0, 0, shadow_hits}
+end
+
+-- admit: replay first (a replay is refused whatever the quota says, and is itself a signal)
+local jti_ttl = tonumber(ARGV[2])
 if jti_ttl > 0 then
-  if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', jti_ttl) then
-    return {'replayed', 0, 0, 0}
+  if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', jti_ttl) then
+    if add_score(tonumber(ARGV[22])) then
+      return {'blocked_now', 'guessing', block('guessing'), remaining(), reset(), score, 0, 0, shadow_hits}
+    end
+    return {'replayed', 'replay', 0, remaining(), reset(), score, 0, 0, shadow_hits}
   end
 end
 
-local cost = tonumber(ARGV[2])
-local capacity = tonumber(ARGV[3])
-local rate = tonumber(ARGV[4])
-local state = redis.call('HMGET', KEYS[3], 't', 'ts')
-local tokens = tonumber(state[1]) or capacity
-local ts = tonumber(state[2]) or now_ms
-tokens = math.min(capacity, tokens + (now_ms - ts) * rate / 1000)
-local verdict = 'ok'
-local retry = 0
-if tokens >= cost then
-  tokens = tokens - cost
-elseif ARGV[5] == '1' then
-  verdict = 'ok'
-else
-  verdict = 'limited'
-  retry = math.ceil((cost - tokens) / rate)
+-- flood: per account and per API key, weighted by endpoint cost
+local cost = tonumber(ARGV[3])
+if math.min(a_tokens, k_tokens) < cost and not in_shadow('f') then
+  local retry = math.ceil((cost - math.min(a_tokens, k_tokens)) / rate)
+  return {'limited', 'flood', retry, remaining(), reset(), score, 0, 0, shadow_hits}
 end
-redis.call('HSET', KEYS[3], 't', tostring(tokens), 'ts', now_ms)
-redis.call('EXPIRE', KEYS[3], math.ceil(capacity / rate) + 1)
-local reset = math.ceil((capacity - tokens) / rate)
-return {verdict, retry, math.floor(math.max(tokens, 0)), reset}
+if math.min(a_tokens, k_tokens) < cost then shadow_hits = shadow_hits .. 'f' end
+a_tokens = math.max(0, a_tokens - cost)
+k_tokens = math.max(0, k_tokens - cost)
+local ttl = math.ceil(capacity / rate) + 1
+redis.call('HSET', KEYS[4], 't', tostring(a_tokens), 'ts', now_ms)
+redis.call('EXPIRE', KEYS[4], ttl)
+if KEYS[5] ~= KEYS[4] then
+  redis.call('HSET', KEYS[5], 't', tostring(k_tokens), 'ts', now_ms)
+  redis.call('EXPIRE', KEYS[5], ttl)
+end
+
+if allowed then
+  return {'ok', '', 0, remaining(), reset(), score, 0, 0, ''}
+end
+
+-- piggybacked outcome signals (catalogue misses noted after earlier requests)
+if add_score(tonumber(ARGV[6])) then
+  return {'blocked_now', 'guessing', block('guessing'), remaining(), reset(), score, 0, 0, shadow_hits}
+end
+
+-- distinct VINs in a rolling window
+if ARGV[9] ~= '' then
+  local window_ms = tonumber(ARGV[10]) * 1000
+  redis.call('ZADD', KEYS[7], now_ms, ARGV[9])
+  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now_ms - window_ms)
+  redis.call('PEXPIRE', KEYS[7], window_ms)
+  distinct = redis.call('ZCARD', KEYS[7])
+  if distinct > tonumber(ARGV[11]) then
+    if in_shadow('d') then
+      shadow_hits = shadow_hits .. 'd'
+    else
+      redis.call('DEL', KEYS[7])
+      return {'blocked_now', 'distinct_vins', block('distinct_vins'), remaining(), reset(), score,
+              distinct, 0, shadow_hits}
+    end
+  end
+end
+
+-- sequential enumeration: same WMI+VDS+year+plant, serial walking in small steps
+local serial = tonumber(ARGV[13])
+if ARGV[12] ~= '' and serial >= 0 then
+  local prev = redis.call('HGET', KEYS[8], ARGV[12])
+  if prev then
+    local sep = string.find(prev, ':', 1, true)
+    local last = tonumber(string.sub(prev, 1, sep - 1))
+    run = tonumber(string.sub(prev, sep + 1))
+    local step = math.abs(serial - last)
+    if step >= 1 and step <= tonumber(ARGV[14]) then
+      run = run + 1
+    elseif step > 0 then
+      run = math.max(0, run - 1)
+    end
+  end
+  redis.call('HSET', KEYS[8], ARGV[12], serial .. ':' .. run)
+  redis.call('EXPIRE', KEYS[8], tonumber(ARGV[16]))
+  if redis.call('HLEN', KEYS[8]) > 2000 then redis.call('DEL', KEYS[8]) end
+  if run >= tonumber(ARGV[15]) then
+    if in_shadow('s') then
+      shadow_hits = shadow_hits .. 's'
+    else
+      return {'blocked_now', 'sequential', block('sequential'), remaining(), reset(), score,
+              distinct, run, shadow_hits}
+    end
+  end
+end
+
+return {'ok', '', 0, remaining(), reset(), score, distinct, run, shadow_hits}

@@ -1,19 +1,38 @@
-"""Suspicious-usage limiter: one Redis round trip per VIN request.
+"""Suspicious-usage limiter: one Redis round trip (``admit.lua``) decides each VIN request.
 
-The admission script (``admit.lua``) checks a running block, claims the attestation's jti
-(replay protection across processes) and takes tokens from a per-account flood bucket, all
-atomically on the Redis server's clock. Refusals that happen before admission (a refused
-attestation, an invalid VIN) are reported with ``record_signal`` from the request's outcome
-recorder, so they still count.
+What plain request-rate limiters do not do, this one does, per account:
+
+- **flood**: a token bucket per account and per API key, weighted by endpoint cost;
+- **guessing**: invalid VINs, refused attestations (replays included) and catalogue misses add
+  weighted points to a score; too many points in the window block the account;
+- **distinct VINs**: distinct VIN pseudonyms in a rolling window (exact, a sorted set);
+- **sequential**: queries sharing WMI+VDS+year+plant whose serial numbers walk in small steps.
+
+A block lasts ``first_block_s`` and doubles for each repeat offence (``strikes``), capped at
+``max_block_s``. Each policy can run in shadow mode (evaluated and flagged, never enforced); an
+allow-list exempts accounts from the suspicious-usage policies (never from replay or flood).
+
+Refusals that happen before admission (a refused attestation, an invalid VIN) are reported with
+``record_signal`` (one round trip, refusals only). Catalogue misses, known only after the answer,
+are noted in process and piggybacked on the account's next admission: no extra round trip.
+
+Redis unavailable: VIN endpoints fail closed with 503 ``limiter_unavailable`` and Retry-After,
+within the client's socket timeout (``VINGW_REDIS_TIMEOUT_S``, 0.25 s by default). Replay
+protection cannot be done without Redis, so this is not configurable for VIN endpoints; the
+per-IP limit of unauthenticated endpoints fails open or closed as configured.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import hmac
+import ipaddress
+from collections import Counter
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from cachetools import TTLCache
 from redis.exceptions import RedisError
 
 from gateway.errors import GatewayError, ServiceUnavailable
@@ -35,99 +54,264 @@ class LimiterUnavailable(ServiceUnavailable):
     code, title = "limiter_unavailable", "Rate limiting is unavailable; VIN queries fail closed"
 
 
+LOCAL_BLOCK_S = 5
+
+SIGNAL_WEIGHTS = {"invalid_vin": 12, "attestation_refused": 12, "catalogue_miss": 1}
+
+
 @dataclass(frozen=True, slots=True)
-class FloodPolicy:
+class LimitPolicy:
+    """Defaults chosen on purpose (see docs/limits.md for the reasoning and the proofs)."""
+
     name: str = "vin"
-    capacity: int = 30
-    refill_per_s: float = 2.0
-    shadow: bool = False
+    capacity: int = 40  # burst: 20 lookups at once
+    refill_per_s: float = 5.0  # 2.5 lookups/s sustained; an honest workshop does <= 2/s
+    score_window_s: int = 3600
+    score_threshold: int = 300  # 25 invalid VINs or refused attestations, or 300 misses
+    weights: dict[str, int] = field(default_factory=lambda: dict(SIGNAL_WEIGHTS))
+    distinct_window_s: int = 86_400
+    distinct_max: int = 500  # distinct VINs per rolling 24 h
+    seq_max_step: int = 20  # serials within 20 of the last one count as a step
+    seq_threshold: int = 8  # 8 steps in a walk (the 9th query of a walk is refused)
+    seq_window_s: int = 3600
+    first_block_s: int = 900
+    max_block_s: int = 86_400
+    strikes_memory_s: int = 30 * 86_400
+    shadow: frozenset[str] = frozenset()  # {"flood", "guessing", "distinct_vins", "sequential"}
+    allow_list: frozenset[str] = frozenset()
 
     @property
     def window_s(self) -> int:
         return max(1, round(self.capacity / self.refill_per_s))
 
+    @property
+    def shadow_codes(self) -> str:
+        return "".join(
+            code
+            for code, name in (
+                ("f", "flood"),
+                ("g", "guessing"),
+                ("d", "distinct_vins"),
+                ("s", "sequential"),
+            )
+            if name in self.shadow
+        )
 
-@dataclass(frozen=True, slots=True)
-class SignalPolicy:
-    """Refusals (invalid VINs, refused attestations) feed a per-account guessing score."""
 
-    weights: tuple[tuple[str, int], ...] = (("invalid_vin", 1), ("attestation_refused", 1))
-    window_s: int = 3600
-    threshold: int = 20
-    first_block_s: int = 900
-    max_block_s: int = 86_400
-    strikes_memory_s: int = 7 * 86_400
-    shadow: bool = False
+SHADOW_NAMES = {"f": "flood", "g": "guessing", "d": "distinct_vins", "s": "sequential"}
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    verdict: str
+    verdict: str  # ok | blocked | replayed | limited
+    policy: str
     retry_after: int
     remaining: int
     reset: int
-    policy: FloodPolicy
+    score: int
+    distinct: int
+    run: int
+    shadow_hits: tuple[str, ...]
+    limits: LimitPolicy
 
     def headers(self) -> dict[str, str]:
-        p = self.policy
+        p = self.limits
         return {
             "RateLimit-Policy": f'"{p.name}";q={p.capacity};w={p.window_s}',
             "RateLimit": f'"{p.name}";r={self.remaining};t={self.reset}',
         }
+
+    @property
+    def blocked(self) -> bool:
+        return self.verdict in {"blocked", "blocked_now"}
+
+    def evidence(self) -> dict[str, int]:
+        return {"score": self.score, "distinct_vins": self.distinct, "sequential_run": self.run}
+
+    def raise_for_verdict(self) -> None:
+        headers = {**self.headers(), "Retry-After": str(max(1, self.retry_after))}
+        if self.blocked:
+            raise SuspiciousUsageBlocked(
+                f"Blocked by the {self.policy} policy for {self.retry_after} s",
+                headers=headers,
+                policy=self.policy,
+            )
+        if self.verdict == "limited":
+            raise RateLimited(headers=headers, policy=self.policy)
+
+
+@dataclass(frozen=True, slots=True)
+class VinSignals:
+    """What the limiter may know of a VIN: keyed pseudonyms and the serial's numeric tail."""
+
+    vin: str
+    prefix: str
+    serial: int
+
+    @classmethod
+    def of(cls, key: bytes, normalized_vin: str) -> VinSignals:
+        if len(normalized_vin) != 17:
+            return cls("", "", -1)
+        vin_p = hmac.new(key, b"vin:" + normalized_vin.encode(), hashlib.sha256).hexdigest()[:20]
+        # WMI + VDS + model year + plant: the serial-less prefix a scraper walks under
+        prefix = normalized_vin[:8] + normalized_vin[9:11]
+        prefix_p = hmac.new(key, b"prefix:" + prefix.encode(), hashlib.sha256).hexdigest()[:16]
+        numeric = _numeric_tail(normalized_vin[11:])
+        return cls(vin_p, prefix_p, int(numeric) if numeric else -1)
+
+
+def _numeric_tail(text: str) -> str:
+    i = len(text)
+    while i > 0 and text[i - 1].isdigit():
+        i -= 1
+    return text[i:]
+
+
+def _network_of(ip: str | None) -> str:
+    """The unit of the per-IP limit: the address for IPv4, its /64 for IPv6."""
+    if not ip:
+        return "unknown"
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return "unknown"
+    if addr.version == 6:
+        return str(ipaddress.ip_network(f"{addr}/64", strict=False))
+    return str(addr)
 
 
 def _tag(account_id: str) -> str:
     return "vl:{" + account_id + "}"
 
 
-class Limiter:
-    def __init__(
-        self, redis: Any, flood: FloodPolicy | None = None, signals: SignalPolicy | None = None
-    ) -> None:
-        self.redis = redis
-        self.flood = flood or FloodPolicy()
-        self.signals = signals or SignalPolicy()
-        self._weights = dict(self.signals.weights)
-        scripts = resources.files("gateway.limits")
-        self._admit = redis.register_script(scripts.joinpath("admit.lua").read_text())
-        self._signal = redis.register_script(scripts.joinpath("signal.lua").read_text())
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
-    async def admit(
-        self, account_id: str, *, jti: str | None, jti_ttl: int, cost: int = 1
+
+class Limiter:
+    def __init__(self, redis: Any, policy: LimitPolicy | None = None, *, key: bytes) -> None:
+        self.redis = redis
+        self.policy = policy or LimitPolicy()
+        self.key = key
+        self._pending: Counter[str] = Counter()
+        # blocks seen by this worker, so a blocked account is refused before the attestation's
+        # signature is even checked (at most LOCAL_BLOCK_S stale after a manual unblock)
+        self._blocks: TTLCache[str, Decision] = TTLCache(100_000, LOCAL_BLOCK_S)
+        self._shadow_seen: TTLCache[tuple[str, str], bool] = TTLCache(100_000, 3600)
+        source = resources.files("gateway.limits").joinpath("admit.lua").read_text()
+        self._script = redis.register_script(source)
+
+    def signals_of(self, normalized_vin: str) -> VinSignals:
+        return VinSignals.of(self.key, normalized_vin)
+
+    def remember(self, account_id: str, decision: Decision) -> None:
+        if decision.blocked and decision.retry_after > LOCAL_BLOCK_S:
+            self._blocks[account_id] = decision
+
+    def blocked_locally(self, account_id: str) -> Decision | None:
+        return self._blocks.get(account_id)
+
+    def first_shadow_hit(self, account_id: str, policy: str) -> bool:
+        """True once an hour per account and policy (shadow findings are flagged, not spammed)."""
+        if (account_id, policy) in self._shadow_seen:
+            return False
+        self._shadow_seen[(account_id, policy)] = True
+        return True
+
+    def note(self, account_id: str, signal: str) -> None:
+        """Note an outcome known after the answer; it rides on the account's next admission."""
+        self._pending[account_id] += self.policy.weights.get(signal, 0)
+
+    async def _run(
+        self,
+        mode: str,
+        account_id: str,
+        *,
+        key_id: str | None = None,
+        jti: str | None = None,
+        jti_ttl: int = 0,
+        cost: int = 0,
+        weight: int = 0,
+        vin: VinSignals | None = None,
+        policy: LimitPolicy | None = None,
+        allowed: bool | None = None,
     ) -> Decision:
         tag = _tag(account_id)
+        p = policy or self.policy
+        if allowed is None:
+            allowed = account_id in p.allow_list
         jti_key = tag + ":jti:" + hashlib.sha256(jti.encode()).hexdigest()[:32] if jti else tag
-        p = self.flood
+        keys = [
+            tag + ":ban",
+            tag + ":strikes",
+            jti_key,
+            tag + ":bucket",
+            tag + ":kb:" + key_id if key_id else tag + ":bucket",
+            tag + ":score",
+            tag + ":vins",
+            tag + ":seq",
+        ]
+        vin = vin or VinSignals("", "", -1)
+        args = [
+            mode, jti_ttl if jti else 0, cost, p.capacity, p.refill_per_s, weight,
+            p.score_window_s, p.score_threshold, vin.vin, p.distinct_window_s, p.distinct_max,
+            vin.prefix, vin.serial, p.seq_max_step, p.seq_threshold, p.seq_window_s,
+            p.first_block_s, p.max_block_s, p.strikes_memory_s, p.shadow_codes,
+            "1" if allowed else "0", p.weights.get("attestation_refused", 0),
+        ]  # fmt: skip
         try:
-            raw = await self._admit(
-                keys=[tag + ":ban", jti_key, tag + ":bucket"],
-                args=[jti_ttl if jti else 0, cost, p.capacity, p.refill_per_s, int(p.shadow)],
-            )
+            raw = await self._script(keys=keys, args=args)
         except RedisError as exc:
             raise LimiterUnavailable(headers={"Retry-After": "1"}) from exc
-        verdict = raw[0].decode() if isinstance(raw[0], bytes) else str(raw[0])
-        return Decision(verdict, int(raw[1]), int(raw[2]), int(raw[3]), p)
+        hits = tuple(SHADOW_NAMES[c] for c in _s(raw[8]))
+        return Decision(
+            _s(raw[0]), _s(raw[1]), int(raw[2]), int(raw[3]), int(raw[4]), int(raw[5]),
+            int(raw[6]), int(raw[7]), hits, p,
+        )  # fmt: skip
 
-    async def record_signal(self, account_id: str, signal: str) -> str:
-        """Count a refusal against the account; returns the verdict ("ok", "blocked", ...)."""
-        weight = self._weights.get(signal, 0)
-        if weight <= 0:
-            return "ok"
-        tag = _tag(account_id)
-        p = self.signals
+    async def admit(
+        self,
+        account_id: str,
+        *,
+        jti: str | None,
+        jti_ttl: int,
+        cost: int = 1,
+        key_id: str | None = None,
+        vin: VinSignals | None = None,
+    ) -> Decision:
+        """The whole decision for a VIN request: block, replay, flood, signals, distinct, walk."""
+        weight = self._pending.pop(account_id, 0)
         try:
-            raw = await self._signal(
-                keys=[tag + ":ban", tag + ":score", tag + ":strikes"],
-                args=[
-                    weight,
-                    p.window_s,
-                    p.threshold,
-                    p.first_block_s,
-                    p.max_block_s,
-                    p.strikes_memory_s,
-                    int(p.shadow),
-                ],
-            )
+            return await self._run(
+                "admit", account_id, key_id=key_id, jti=jti, jti_ttl=jti_ttl, cost=cost,
+                weight=weight, vin=vin,
+            )  # fmt: skip
+        except LimiterUnavailable:
+            self._pending[account_id] += weight
+            raise
+
+    async def record_signal(
+        self, account_id: str, signal: str, *, key_id: str | None = None
+    ) -> Decision:
+        """Count a refusal that happened before admission (one round trip, refusals only)."""
+        weight = self.policy.weights.get(signal, 0)
+        return await self._run("signal", account_id, key_id=key_id, weight=weight)
+
+    async def peek(self, account_id: str, *, key_id: str | None = None) -> Decision:
+        """The account's current bucket state (for the RateLimit fields), without spending."""
+        return await self._run("peek", account_id, key_id=key_id)
+
+    async def admit_ip(self, client_ip: str | None, policy: LimitPolicy) -> Decision:
+        """Flood bucket per client network for unauthenticated endpoints (pseudonymized IP)."""
+        network = _network_of(client_ip)
+        pseudonym = hmac.new(self.key, b"ip:" + network.encode(), hashlib.sha256).hexdigest()[:20]
+        return await self._run("admit", "ip:" + pseudonym, cost=1, policy=policy, allowed=True)
+
+    async def unblock(self, account_id: str) -> bool:
+        self._blocks.pop(account_id, None)
+        tag = _tag(account_id)
+        try:
+            removed = await self.redis.delete(tag + ":ban", tag + ":score", tag + ":seq")
         except RedisError as exc:
             raise LimiterUnavailable(headers={"Retry-After": "1"}) from exc
-        return raw[0].decode() if isinstance(raw[0], bytes) else str(raw[0])
+        return bool(removed)

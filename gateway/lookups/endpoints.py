@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 
 import vin as vinlib
 from gateway.catalogue.backends import VehicleFeatures
@@ -103,6 +103,8 @@ async def lookup(
 @router.post("/attestations", name="issue_attestation", status_code=201)
 async def issue_attestation(
     body: AttestationRequest,
+    request: Request,
+    response: Response,
     log: QueryLogDep,
     account: VINAccount,
     state: StateDep,
@@ -111,6 +113,12 @@ async def issue_attestation(
     now = int(time.time())
     normalized = vinlib.normalize(body.vin)
     log.vin = normalized
+    decision = await state.limiter.admit(
+        account.id, jti=None, jti_ttl=0, cost=1, key_id=request.state.api_key_id
+    )
+    log.decision = decision
+    response.headers.update(decision.headers())
+    decision.raise_for_verdict()
     auth = body.owner_authorization
     if body.basis == "owner_authorized":
         if auth is None:

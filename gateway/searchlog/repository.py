@@ -18,7 +18,8 @@ class SearchLogRepository:
 
     async def insert_many(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
-            await self.session.execute(insert(SearchEvent), list(rows))
+            connection = await self.session.connection()
+            await connection.execute(insert(SearchEvent), list(rows))
             await self.session.commit()
 
     @staticmethod

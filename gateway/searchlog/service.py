@@ -69,6 +69,7 @@ class SearchLog:
         self.written = 0
         self.write_failures = 0
         self._wakeup = asyncio.Event()
+        self._write_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
     # --- write path ------------------------------------------------------------------------
@@ -161,6 +162,12 @@ class SearchLog:
                 await asyncio.sleep(backoff)
 
     async def _write_batch(self) -> bool:
+        async with self._write_lock:  # the writer task and flush() never write the same rows
+            return await self._write_batch_locked()
+
+    async def _write_batch_locked(self) -> bool:
+        if not self._buffer:
+            return True
         batch = [self._buffer[i] for i in range(min(self.batch_size, len(self._buffer)))]
         try:
             async with self.db.session() as session:

@@ -157,6 +157,17 @@ def test_model_year_candidates_used_when_year_unknown(cat: SampleCatalogue) -> N
     assert "Golf V" in best["model"]
 
 
+def test_other_candidate_year_ranks_after_model_year(cat: SampleCatalogue) -> None:
+    # vins-dev.json (arpuffer/pyvin tests): position 10 'P' reads 1993 or 2023; a decoder may
+    # pick 2023 when the check digit does not validate. The 1993 Corolla is still found.
+    f = features("JT2AE09W5P0038539", 2023)
+    assert cat.match(f) == []
+    f["model_year_candidates"] = [2023, 1993]
+    best = cat.match(f)[0]
+    assert (best["make"], best["model"]) == ("Toyota", "Corolla")
+    assert best["years"]["from"] <= 1993 <= best["years"]["to"]
+
+
 def test_year_filters_out_other_generations(cat: SampleCatalogue) -> None:
     ids_2003 = {m["id"] for m in cat.match(features("1HGCM82633A004352", 2003))}
     ids_2015 = {m["id"] for m in cat.match(features("1HGCM82633A004352", 2015))}

@@ -43,8 +43,9 @@ class Account:
 class Api:
     """A client that speaks to the app like workshop software does."""
 
-    def __init__(self, client: httpx.AsyncClient, app: Any, mode: str) -> None:
+    def __init__(self, client: httpx.AsyncClient, app: Any, mode: str, ip: str) -> None:
         self.client = client
+        self.ip = ip
         self.app = app
         self.mode = mode
 
@@ -106,6 +107,9 @@ async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A
         )
     app = create_app(settings)
     async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app, client=("203.0.113.77", 40000))
+        # each app gets its own client address: the per-IP limit of registration and login
+        # is shared through Redis across the apps of a test run
+        client_ip = f"198.18.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
+        transport = httpx.ASGITransport(app=manager.app, client=(client_ip, 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://gw.test") as client:
-            yield Api(client, app, request.param)
+            yield Api(client, app, request.param, client_ip)

@@ -197,7 +197,7 @@ async def test_export_has_every_part(api: Api) -> None:
     assert set(export) == {"account", "consents", "api_keys", "attestation_keys", "search_log"}
     assert export["account"]["id"] == acct.id
     assert "password_hash" not in export["account"]
-    assert export["account"]["registration_ip"] == "203.0.113.77"
+    assert export["account"]["registration_ip"] == api.ip
     assert [k["name"] for k in export["api_keys"]] == ["k"]
     assert "secret_sha256" not in export["api_keys"][0]
     assert [k["kid"] for k in export["attestation_keys"]] == [acct.kid]
