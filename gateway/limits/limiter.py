@@ -137,7 +137,8 @@ class Decision:
                 policy=self.policy,
             )
         if self.verdict == "limited":
-            raise RateLimited(headers=headers, policy=self.policy)
+            policy = self.policy if self.limits.name == "vin" else self.limits.name
+            raise RateLimited(headers=headers, policy=policy)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ raw token, and nothing references the accounts database.
 
 from __future__ import annotations
 
+from sqlalchemy import UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -39,8 +40,27 @@ class SearchEventBase(SQLModel):
 
 
 class SearchEvent(SearchEventBase, SearchLogModel, table=True):
+    """On PostgreSQL the table is partitioned by month on ``at`` (migration 0002): its primary
+    key and unique key then include ``at``. ``event_id`` makes inserts idempotent: an entry the
+    stream redelivers after it was in fact inserted is skipped."""
+
     __tablename__ = "search_event"
+    __table_args__ = (UniqueConstraint("event_id", "at", name="uq_search_event_event_id_at"),)
     id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=32)  # random, assigned when the event is recorded
+
+
+class LegalHold(SearchLogModel, table=True):
+    """An account pseudonym (of one key epoch) whose rows must survive purges.
+
+    Placed by an admin (who and why are recorded in the accounts store's audit trail); the log
+    store itself only ever sees the pseudonym.
+    """
+
+    __tablename__ = "legal_hold"
+    key_epoch: str = Field(max_length=16, primary_key=True)
+    account_pseudonym: str = Field(max_length=64, primary_key=True)
+    created_at: int
 
 
 class SearchEventPublic(SearchEventBase):

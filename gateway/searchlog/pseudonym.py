@@ -1,9 +1,10 @@
 """Keyed pseudonyms: HMAC-SHA256 with one key per domain and per epoch.
 
 Domains (``account``, ``vin``, ``owner_ref``, ``jti``) have separate keys so pseudonyms of
-different kinds cannot be linked. Keys rotate each epoch (a calendar month by default) and live
-in a key file outside both databases (``<secrets dir>/pseudonym_keys.json``; in production a
-mounted secret). Destroying an epoch's keys makes that epoch's rows anonymous: nobody can
+different kinds cannot be linked. Keys rotate each epoch (a calendar month by default; ISO week
+or UTC day with ``VINGW_PSEUDONYM_EPOCH``) and live in a key file outside both databases
+(``<secrets dir>/pseudonym_keys.json`` by default, ``VINGW_PSEUDONYM_KEYS_FILE`` for a mounted
+secret). Destroying an epoch's keys makes that epoch's rows anonymous: nobody can
 recompute a pseudonym to find them any more.
 """
 
@@ -17,32 +18,77 @@ import ipaddress
 import json
 import os
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 DOMAINS = ("account", "vin", "owner_ref", "jti")
+EPOCH_KINDS = ("month", "week", "day")
 
 
-def epoch_of(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m")
+def epoch_of(at: float, kind: str = "month") -> str:
+    """The label of the key epoch ``at`` falls in: ``2026-11``, ``2026-W47`` or ``2026-11-22``."""
+    moment = datetime.fromtimestamp(at, UTC)
+    if kind == "month":
+        return moment.strftime("%Y-%m")
+    if kind == "week":
+        year, week, _ = moment.isocalendar()
+        return f"{year:04d}-W{week:02d}"
+    if kind == "day":
+        return moment.strftime("%Y-%m-%d")
+    raise ValueError(f"unknown epoch kind {kind!r}")
+
+
+def _ts(d: date) -> int:
+    return int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp())
+
+
+def month_start(at: float) -> int:
+    moment = datetime.fromtimestamp(at, UTC)
+    return _ts(date(moment.year, moment.month, 1))
+
+
+def next_month(start: int) -> int:
+    moment = datetime.fromtimestamp(start, UTC)
+    year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
+    return _ts(date(year, month, 1))
+
+
+def epoch_bounds(label: str) -> tuple[int, int]:
+    """[start, end) in epoch seconds of an epoch label of any kind."""
+    if "-W" in label:
+        year, week = label.split("-W")
+        start = date.fromisocalendar(int(year), int(week), 1)
+        return _ts(start), _ts(start + timedelta(days=7))
+    parts = [int(p) for p in label.split("-")]
+    if len(parts) == 2:
+        start_ts = _ts(date(parts[0], parts[1], 1))
+        return start_ts, next_month(start_ts)
+    day = date(parts[0], parts[1], parts[2])
+    return _ts(day), _ts(day + timedelta(days=1))
 
 
 class KeyRing:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, epoch: str = "month") -> None:
+        if epoch not in EPOCH_KINDS:
+            raise ValueError(f"unknown epoch kind {epoch!r}")
         self.path = path
+        self.epoch = epoch
         self._keys: dict[str, dict[str, bytes]] = {}
         self.reload()
 
     def reload(self) -> None:
-        if self.path.exists():
-            raw = json.loads(self.path.read_text() or "{}")
-            self._keys = {
-                epoch: {d: base64.urlsafe_b64decode(k) for d, k in keys.items()}
-                for epoch, keys in raw.items()
-            }
+        """Re-read the key file (another process may have added or destroyed an epoch)."""
+        raw = json.loads(self.path.read_text() or "{}") if self.path.exists() else {}
+        self._keys = {
+            epoch: {d: base64.urlsafe_b64decode(k) for d, k in keys.items()}
+            for epoch, keys in raw.items()
+        }
 
     def epochs(self) -> list[str]:
         return sorted(self._keys)
+
+    def epoch_of(self, at: float) -> str:
+        return epoch_of(at, self.epoch)
 
     def _ensure(self, epoch: str) -> dict[str, bytes]:
         keys = self._keys.get(epoch)

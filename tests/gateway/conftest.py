@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,22 +90,30 @@ class Api:
         )
 
 
-@pytest.fixture(params=["embedded", "services"])
-async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
-    if request.param == "embedded":
-        settings = embedded_settings(tmp_path)
-    else:
-        redis_url = request.getfixturevalue("redis_url")
-        accounts_url, log_url = request.getfixturevalue("postgres_urls")
-        settings = Settings(
-            _env_file=None,
-            data_dir=tmp_path,
-            redis_url=redis_url,
-            database_url=accounts_url,
-            log_database_url=log_url,
-            migrate_on_start=True,
+def settings_for(
+    mode: str, request: pytest.FixtureRequest, tmp_path: Path, **overrides: Any
+) -> Settings:
+    """Embedded defaults, or real Redis + PostgreSQL ("services"), plus overrides."""
+    if mode == "embedded":
+        return embedded_settings(tmp_path, **overrides)
+    accounts_url, log_url = request.getfixturevalue("postgres_urls")
+    return Settings(
+        _env_file=None,
+        data_dir=tmp_path,
+        **{
+            "redis_url": request.getfixturevalue("redis_url"),
+            "database_url": accounts_url,
+            "log_database_url": log_url,
+            "migrate_on_start": True,
             **FAST_ARGON2,
-        )
+            **overrides,
+        },
+    )
+
+
+@asynccontextmanager
+async def serving(settings: Settings, mode: str) -> AsyncIterator[Api]:
+    """The app with its lifespan, and a client that speaks to it over ASGI."""
     app = create_app(settings)
     async with LifespanManager(app) as manager:
         # each app gets its own client address: the per-IP limit of registration and login
@@ -112,4 +121,10 @@ async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A
         client_ip = f"198.18.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
         transport = httpx.ASGITransport(app=manager.app, client=(client_ip, 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://gw.test") as client:
-            yield Api(client, app, request.param, client_ip)
+            yield Api(client, app, mode, client_ip)
+
+
+@pytest.fixture(params=["embedded", "services"])
+async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
+    async with serving(settings_for(request.param, request, tmp_path), request.param) as a:
+        yield a
