@@ -1,9 +1,10 @@
-"""``vin-gateway``: serve | migrate | create-admin | catalogue-serve."""
+"""``vin-gateway``: serve | migrate | create-admin | catalogue-serve | purge | searchlog-writer."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import logging
 import os
@@ -110,6 +111,68 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_purge(args: argparse.Namespace) -> int:
+    """Apply search-log retention once (the gateway also does it every
+    VINGW_SEARCHLOG_PURGE_INTERVAL_S): drop/delete rows past the floor, never held ones, and
+    destroy the pseudonym keys of epochs with nothing left."""
+    import json
+
+    from gateway.db import Database
+    from gateway.searchlog.service import SearchLog
+
+    settings = _settings()
+    if settings.run_migrations_on_start:
+        from gateway.db import migrate
+
+        migrate("searchlog", settings.search_log_url)
+
+    async def run() -> int:
+        db = Database(settings.search_log_url)
+        try:
+            report = await SearchLog.from_settings(settings, db).purge(now=args.now)
+        finally:
+            await db.dispose()
+        print(json.dumps(report, sort_keys=True))
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_searchlog_writer(args: argparse.Namespace) -> int:
+    """Consume the search-log stream into the log database (run it alongside workers started
+    with VINGW_SEARCHLOG_CONSUMER=false, or as extra capacity); SIGTERM stops it cleanly."""
+    import signal
+
+    from gateway.db import Database
+    from gateway.searchlog.service import SearchLog
+
+    settings = _settings()
+    if settings.redis_url is None:
+        print("vin-gateway: searchlog-writer needs VINGW_REDIS_URL", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        db = Database(settings.search_log_url)
+        searchlog = SearchLog.from_settings(settings, db)
+        try:
+            if args.drain:
+                await searchlog.drain(timeout_s=args.timeout)
+                return 0
+            task = asyncio.create_task(searchlog.consume_forever())
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, task.cancel)
+            logging.getLogger("vin_gateway").info("search-log writer consuming the stream")
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return 0
+        finally:
+            await searchlog.stop(timeout_s=args.timeout)
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
 def cmd_catalogue_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -153,6 +216,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the password from stdin instead of generating one",
     )
     admin.set_defaults(func=cmd_create_admin)
+
+    purge = sub.add_parser("purge", help="apply search-log retention once")
+    purge.add_argument(
+        "--now", type=float, default=None, help="pretend it is this epoch time (for checks)"
+    )
+    purge.set_defaults(func=cmd_purge)
+
+    writer = sub.add_parser(
+        "searchlog-writer", help="consume the search-log Redis stream into the log database"
+    )
+    writer.add_argument(
+        "--drain", action="store_true", help="write what the stream holds now, then exit"
+    )
+    writer.add_argument("--timeout", type=float, default=30.0, help="drain/shutdown time limit")
+    writer.set_defaults(func=cmd_searchlog_writer)
 
     cat = sub.add_parser("catalogue-serve", help="serve the sample catalogue over HTTP")
     cat.add_argument("--host", default="127.0.0.1")

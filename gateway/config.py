@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -105,6 +106,21 @@ class Settings(BaseSettings):
     limit_ip_burst: int = Field(default=20, gt=0)
     limit_ip_per_s: float = Field(default=0.2, gt=0)
     limit_ip_fail_open: bool = True
+    # search log (docs/searchlog.md)
+    pseudonym_keys_file: Path | None = None  # default: <secrets dir>/pseudonym_keys.json
+    pseudonym_epoch: Literal["month", "week", "day"] = "month"  # key rotation period
+    searchlog_retention_days: int = Field(default=183, ge=1)  # floor: kept at least this long
+    searchlog_grace_days: int = Field(default=30, ge=0)  # ceiling = floor + grace
+    searchlog_legal_hold: str = ""  # comma list of account ids whose rows survive purges
+    searchlog_purge_interval_s: float = Field(default=21_600, ge=0)  # 0: `vin-gateway purge` only
+    searchlog_consumer: bool = True  # each worker consumes the Redis stream (else a writer does)
+    searchlog_stream: str = "vingw:searchlog"
+    searchlog_batch_size: int = Field(default=500, gt=0, le=5000)
+    searchlog_max_buffer: int = Field(default=100_000, gt=0)
+    searchlog_ship_interval_ms: float = Field(default=5.0, ge=0)
+    searchlog_flush_interval_s: float = Field(default=0.2, gt=0)
+    searchlog_claim_idle_s: float = Field(default=60.0, gt=0)
+
     migrate_on_start: bool | None = None
     max_body_bytes: int = Field(default=16_384, gt=0)
     metrics_enabled: bool = True
@@ -158,6 +174,10 @@ class Settings(BaseSettings):
     @property
     def secrets_dir(self) -> Path:
         return self.data_dir / "secrets"
+
+    @property
+    def pseudonym_keys_path(self) -> Path:
+        return self.pseudonym_keys_file or self.secrets_dir / "pseudonym_keys.json"
 
     @property
     def embedded_redis(self) -> bool:

@@ -2,17 +2,21 @@
 
 A VIN endpoint's signature reads the path top to bottom::
 
-    log: QueryLogDep                      opened first; records every outcome on the way out
-    account: VINAccount                   bearer -> account; suspended / consent / block checks
-    attestation: LookupAttestation        the per-query attestation, stateless checks
-    vin: LookupVIN                        normalized, validated and decoded VIN
-    quota: LookupQuota                    ONE Redis round trip: block, jti replay, flood bucket
-    catalogue: CatalogueDep               the parts catalogue (features only, never the VIN)
+    log: QueryLogDep              opened first; records every outcome on the way out
+    account: VINAccount           bearer -> account (cached); suspended, consent, running block
+    attestation: LookupAttestation  the per-query attestation: every stateless check
+    vin: LookupVIN                normalized, validated and decoded VIN (422 lists every problem)
+    quota: LookupQuota            ONE Redis round trip (gateway/limits/admit.lua): block, jti
+                                  replay, flood buckets, guessing score, distinct VINs, walks
+    catalogue: CatalogueDep       the parts catalogue (vehicle features only, never the VIN)
 
-A refused attestation or an invalid VIN raises before the quota step, so the ``QueryLog``
-dependency, entered first, catches every refusal on the way out: it reports the refusal to the
-limiter as a suspicious-usage signal (one round trip, refusals only) and writes the search-log
-event. Successful queries are logged the same way; the search log never blocks the request.
+Why this order: the attestation is checked before the VIN is decoded because it binds the body's
+VIN (``vin_sha256``) and is the legal basis of the query; the quota step comes after both so one
+round trip can claim the jti and count the VIN's pseudonyms. A refused attestation or an invalid
+VIN raises before the quota step, so the ``QueryLog`` dependency, entered first, catches every
+refusal on the way out: it reports it to the limiter as a suspicious-usage signal (one round trip,
+refusals only) and writes the search-log event. Catalogue misses ride on the account's next
+admission. The search log never blocks the request.
 
 (No ``from __future__ import annotations`` here: the step factories below build dependencies
 whose body annotation is a runtime class, which FastAPI must see.)

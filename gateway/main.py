@@ -57,6 +57,9 @@ class GuardMiddleware:
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # metric children per route template (labels() lookups are not free on every request)
+        self._counters: dict[tuple[str, int], Any] = {}
+        self._histograms: dict[str, Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -106,8 +109,15 @@ class GuardMiddleware:
         route = scope.get("route")
         template = getattr(route, "path", "unmatched")
         elapsed = time.perf_counter() - started
-        REQUESTS.labels(template, str(status_holder["status"])).inc()
-        LATENCY.labels(template).observe(elapsed)
+        status = status_holder["status"]
+        counter = self._counters.get((template, status))
+        if counter is None:
+            counter = self._counters[(template, status)] = REQUESTS.labels(template, str(status))
+        counter.inc()
+        histogram = self._histograms.get(template)
+        if histogram is None:
+            histogram = self._histograms[template] = LATENCY.labels(template)
+        histogram.observe(elapsed)
         access_log.info(
             "%s %s %d %.1fms", method, template, status_holder["status"], elapsed * 1000
         )

@@ -13,7 +13,6 @@ from gateway.config import Settings
 from gateway.db import Database, migrate
 from gateway.kv import make_redis
 from gateway.limits.limiter import Limiter, LimitPolicy
-from gateway.searchlog.pseudonym import KeyRing
 from gateway.searchlog.service import SearchLog
 from gateway.secrets import load_or_create
 from gateway.security import jws
@@ -130,8 +129,7 @@ async def build_state(settings: Settings, *, migrate_on_start: bool = True) -> A
     else:
         backend = EmbeddedBackend()
     catalogue = Catalogue(backend, cache_size=settings.catalogue_cache_size)
-    keyring = KeyRing(secrets_dir / "pseudonym_keys.json")
-    searchlog = SearchLog(searchlog_db, keyring, instance=settings.instance)
+    searchlog = SearchLog.from_settings(settings, searchlog_db)
     await searchlog.start()
     return AppState(
         settings=settings,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -11,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.accounts.models import AccountPublic, FlagPublic
 from gateway.deps import CurrentAdmin, StateDep
 from gateway.searchlog.models import SearchEventPublic
-from gateway.searchlog.repository import SearchLogRepository
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -89,10 +87,34 @@ async def search_stats(
     days: int = Query(default=30, ge=1, le=400),
 ) -> dict[str, Any]:
     """Daily counts by make, model year, country and outcome, from the search-log store alone."""
-    await state.searchlog.flush()
-    since = int(time.time()) - days * 86400
-    async with state.searchlog_db.session() as session:
-        counts = await SearchLogRepository(session).daily_counts(
-            since, ("make", "model_year", "country_code", "outcome")
-        )
+    since, counts = await state.searchlog.daily_counts(days)
     return {"since": since, "counts": counts}
+
+
+class LegalHold(BaseModel):
+    account_id: str
+    held: bool
+    changed_epochs: int
+
+
+@router.post("/accounts/{account_id}/legal-hold")
+async def legal_hold(
+    account_id: str, body: Reason, admin: CurrentAdmin, state: StateDep
+) -> LegalHold:
+    """Keep one account's search-log rows through retention purges and erasure (a misuse
+    case, a court order). Recorded in the audit trail first; the log store only gets the
+    account's pseudonyms. Covers the key epochs live now: place it again to extend it."""
+    await state.accounts.get(account_id)
+    await state.accounts.audit(admin.id, "legal_hold", account_id, body.reason)
+    added = await state.searchlog.hold_account(account_id)
+    return LegalHold(account_id=account_id, held=True, changed_epochs=added)
+
+
+@router.post("/accounts/{account_id}/legal-hold/release")
+async def release_legal_hold(
+    account_id: str, body: Reason, admin: CurrentAdmin, state: StateDep
+) -> LegalHold:
+    """Lift a legal hold (the account may already be erased): its rows age out again."""
+    await state.accounts.audit(admin.id, "legal_hold_release", account_id, body.reason)
+    removed = await state.searchlog.release_account(account_id)
+    return LegalHold(account_id=account_id, held=False, changed_epochs=removed)

@@ -32,12 +32,25 @@ from gateway.db import Database
 from gateway.errors import ServiceUnavailable
 from gateway.searchlog import metrics
 from gateway.searchlog.models import SearchEventPublic
-from gateway.searchlog.pseudonym import KeyRing, epoch_bounds, month_start, next_month
-from gateway.searchlog.pseudonym import truncate_ip, ua_family
+from gateway.searchlog.pseudonym import (
+    KeyRing,
+    epoch_bounds,
+    month_start,
+    next_month,
+    truncate_ip,
+    ua_family,
+)
 from gateway.searchlog.repository import SearchLogRepository, Subject
 from gateway.searchlog.stream import Entry, StreamQueue, consumer_name
 
 log = logging.getLogger("vin_gateway.searchlog")
+
+
+def _settled(task: asyncio.Future[None]) -> None:
+    """Retrieve a shielded insert's outcome (its caller may have been cancelled)."""
+    if not task.cancelled():
+        task.exception()
+
 
 DAY = 86_400
 STATS_FIELDS = ("make", "model_year", "country_code", "outcome")
@@ -133,8 +146,10 @@ class SearchLog:
         self._wakeup = asyncio.Event()
         self._lock = asyncio.Lock()  # the background task and flush() never take the same rows
         self._tasks: list[asyncio.Task[None]] = []
+        self._inflight: set[asyncio.Future[None]] = set()
         self._db_down_since: float | None = None
         self._queue_failing = False
+        self._stopping = False
 
     @classmethod
     def from_settings(cls, settings: Settings, db: Database) -> SearchLog:
@@ -221,13 +236,21 @@ class SearchLog:
 
     async def stop(self, timeout_s: float | None = None) -> None:
         """Shutdown (SIGTERM): nothing buffered is lost while Redis or the database answers."""
+        # the flag, not only the cancellation: asyncio.wait_for (3.11) swallows a cancellation
+        # that arrives as the awaited event fires, and the loops must end all the same
+        self._stopping = True
+        self._wakeup.set()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            # bounded: a task that does not end at once must not hold up the shutdown flush
+            _, stuck = await asyncio.wait(self._tasks, timeout=1.0)
+            for task in stuck:
+                log.warning("search-log %s did not stop in time", task.get_name())
         self._tasks = []
         deadline = time.monotonic() + (self.o.drain_timeout_s if timeout_s is None else timeout_s)
+        if self._inflight:  # inserts the cancelled tasks started finish first
+            await asyncio.wait(set(self._inflight), timeout=max(deadline - time.monotonic(), 0))
         while self._buffer and time.monotonic() < deadline:
             # to the stream when Redis answers, else straight to the database
             if self.stream is not None and await self._ship_batch():
@@ -277,7 +300,7 @@ class SearchLog:
     async def _write_loop(self) -> None:
         """Write a batch when one is full or the interval has passed, never in a tight loop."""
         backoff = self.o.flush_interval_s
-        while True:
+        while not self._stopping:
             if len(self._buffer) < self.o.batch_size:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), backoff)
@@ -307,6 +330,15 @@ class SearchLog:
             return True
 
     async def _insert(self, rows: list[dict[str, Any]]) -> None:
+        """Insert a batch; shielded, so a cancelled caller (shutdown, a client that went away)
+        never leaves a half-done transaction behind: the insert finishes or fails on its own."""
+        task = asyncio.ensure_future(self._insert_now(rows))
+        self._inflight.add(task)
+        task.add_done_callback(_settled)
+        task.add_done_callback(self._inflight.discard)
+        await asyncio.shield(task)
+
+    async def _insert_now(self, rows: list[dict[str, Any]]) -> None:
         async with self.db.session() as session:
             await SearchLogRepository(session).insert_many(rows)
         self.written += len(rows)
@@ -338,11 +370,11 @@ class SearchLog:
 
     async def _ship_loop(self) -> None:
         backoff = 0.05
-        while True:
+        while not self._stopping:
             await self._wakeup.wait()
             await asyncio.sleep(self.o.ship_interval_s)  # a few ms: many events, one round trip
             self._wakeup.clear()
-            while self._buffer:
+            while self._buffer and not self._stopping:
                 if await self._ship_batch():
                     backoff = 0.05
                 else:
@@ -385,7 +417,7 @@ class SearchLog:
         claim_every = min(max(self.o.claim_idle_s / 4, 0.05), 30.0)
         last_claim = float("-inf")
         backoff = 0.2
-        while True:
+        while not self._stopping:
             try:
                 if time.monotonic() - last_claim >= claim_every:
                     last_claim = time.monotonic()
@@ -437,6 +469,9 @@ class SearchLog:
         """Write everything in the stream now, including entries other consumers hold."""
         assert self.stream is not None
         stream = self.stream
+        # this consumer's own pending entries first (read before a cancellation, never acked)
+        while entries := await stream.read(self.o.batch_size, None, own_pending=True):
+            await self._store(entries, deadline)
         while True:
             entries = await stream.read(self.o.batch_size, None)
             if entries:
@@ -551,7 +586,7 @@ class SearchLog:
         """Partitions ahead at start, then a purge every ``purge_interval_s`` (any worker may
         run it: purges serialize on an advisory lock and are idempotent)."""
         first = True
-        while True:
+        while not self._stopping:
             if not first:
                 await asyncio.sleep(self.o.purge_interval_s)
             try:

@@ -102,10 +102,18 @@ class StreamQueue:
                 poison.append(eid)
         return entries, poison
 
-    async def read(self, count: int, block_ms: int | None) -> list[Entry]:
-        """New entries for this consumer (blocking up to ``block_ms``; None: do not block)."""
+    async def read(
+        self, count: int, block_ms: int | None, *, own_pending: bool = False
+    ) -> list[Entry]:
+        """New entries for this consumer (blocking up to ``block_ms``; None: do not block), or
+        with ``own_pending`` the entries this consumer read earlier and has not acknowledged."""
         result = await self._call(
-            "xreadgroup", self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms
+            "xreadgroup",
+            self.group,
+            self.consumer,
+            {self.stream: "0" if own_pending else ">"},
+            count=count,
+            block=block_ms,
         )
         raw = result[0][1] if result else []
         entries, poison = self._parse(raw)

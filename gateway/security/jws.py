@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +53,7 @@ class BoundKey:
 
 
 def b64url_decode(segment: str) -> bytes:
-    if not segment or any(c not in _B64URL for c in segment):
+    if not _B64URL_RE.fullmatch(segment):
         raise JWSFormatError("segment is not base64url")
     try:
         return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
@@ -64,7 +65,7 @@ def b64url_encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_B64URL_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def split_compact(token: str) -> tuple[dict[str, Any], bytes]:

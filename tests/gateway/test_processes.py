@@ -131,3 +131,43 @@ def test_upstream_catalogue_end_to_end(tmp_path: Path) -> None:
             cats = client.get("/v1/catalogue/categories", headers=w["auth"]).json()
             assert cats["categories"]
     assert VIN not in "\n".join(catalogue_log)
+
+
+def test_create_admin_command(tmp_path: Path) -> None:
+    env = {**FAST_ENV, "VINGW_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    made = subprocess.run(
+        [str(BIN), "create-admin", "--email", "Ops@Example.com"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stderr
+    password = next(
+        line.split(": ", 1)[1]
+        for line in made.stdout.splitlines()
+        if line.startswith("one-time password")
+    )
+    again = subprocess.run(  # promoting an existing account with a password read from stdin
+        [str(BIN), "create-admin", "--email", "ops@example.com", "--password-stdin"],
+        env=env,
+        input="a new admin passphrase 7\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 0, again.stderr
+    assert "one-time password" not in again.stdout
+    with running(["serve"], {**FAST_ENV, "VINGW_DATA_DIR": str(tmp_path)}) as (base, _):
+        with httpx.Client(base_url=base) as client:
+            old = client.post(
+                "/v1/auth/token", data={"username": "ops@example.com", "password": password}
+            )
+            assert old.status_code == 401
+            token = client.post(
+                "/v1/auth/token",
+                data={"username": "ops@example.com", "password": "a new admin passphrase 7"},
+            )
+            assert token.status_code == 200
+            auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
+            assert client.get("/v1/admin/flags", headers=auth).status_code == 200
