@@ -158,16 +158,16 @@ def test_create_admin_command(tmp_path: Path) -> None:
     )
     assert again.returncode == 0, again.stderr
     assert "one-time password" not in again.stdout
-    with running(["serve"], {**FAST_ENV, "VINGW_DATA_DIR": str(tmp_path)}) as (base, _):
-        with httpx.Client(base_url=base) as client:
-            old = client.post(
-                "/v1/auth/token", data={"username": "ops@example.com", "password": password}
-            )
-            assert old.status_code == 401
-            token = client.post(
-                "/v1/auth/token",
-                data={"username": "ops@example.com", "password": "a new admin passphrase 7"},
-            )
-            assert token.status_code == 200
-            auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
-            assert client.get("/v1/admin/flags", headers=auth).status_code == 200
+    env = {**FAST_ENV, "VINGW_DATA_DIR": str(tmp_path)}
+    with running(["serve"], env) as (base, _), httpx.Client(base_url=base) as client:
+        old = client.post(
+            "/v1/auth/token", data={"username": "ops@example.com", "password": password}
+        )
+        assert old.status_code == 401
+        token = client.post(
+            "/v1/auth/token",
+            data={"username": "ops@example.com", "password": "a new admin passphrase 7"},
+        )
+        assert token.status_code == 200
+        auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        assert client.get("/v1/admin/flags", headers=auth).status_code == 200
