@@ -52,10 +52,17 @@ from gateway.security.attestation import Attestation, AttestationReplayed
 from gateway.state import AppState
 
 
-async def get_state(request: Request) -> AppState:
+def state_of(request: Request) -> AppState:
     return request.app.state.gw  # type: ignore[no-any-return]
 
 
+async def get_state(request: Request) -> AppState:
+    return state_of(request)
+
+
+# FastAPI walks a dependency's whole sub-tree again at every place it is referenced (the cache
+# only saves the call), so the steps of the hot path below are leaves or near-leaves: they reach
+# the app state through ``state_of(request)`` rather than through ``StateDep``.
 StateDep = Annotated[AppState, Depends(get_state)]
 
 _bearer = HTTPBearer(auto_error=False, description="An access token or a vgk_ API key")
@@ -67,13 +74,12 @@ def client_ip(request: Request) -> str | None:
 
 async def authenticated(
     request: Request,
-    state: StateDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> AccountState:
     """Bearer token or API key -> account (cached briefly); suspended accounts stop here."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise NotAuthenticated()
-    account, key_id = await state.auth.resolve(credentials.credentials)
+    account, key_id = await state_of(request).auth.resolve(credentials.credentials)
     request.state.api_key_id = key_id
     if account.status == "suspended":
         raise AccountSuspended()
@@ -84,10 +90,10 @@ Authenticated = Annotated[AccountState, Depends(authenticated)]
 
 
 async def current_account(
-    account: Authenticated, request: Request, response: Response, state: StateDep
+    account: Authenticated, request: Request, response: Response
 ) -> AccountState:
     """An authenticated account on a non-VIN endpoint: answers carry the RateLimit fields."""
-    decision = await state.limiter.peek(account.id, key_id=request.state.api_key_id)
+    decision = await state_of(request).limiter.peek(account.id, key_id=request.state.api_key_id)
     response.headers.update(decision.headers())
     return account
 
@@ -95,8 +101,9 @@ async def current_account(
 CurrentAccount = Annotated[AccountState, Depends(current_account)]
 
 
-async def ip_limited(request: Request, state: StateDep) -> None:
+async def ip_limited(request: Request) -> None:
     """Per-client-network flood limit of unauthenticated endpoints (registration, login)."""
+    state = state_of(request)
     try:
         decision = await state.limiter.admit_ip(client_ip(request), state.ip_policy)
     except LimiterUnavailable:
@@ -175,7 +182,8 @@ class QueryLog:
         )
 
 
-async def query_log(request: Request, state: StateDep) -> AsyncIterator[QueryLog]:
+async def query_log(request: Request) -> AsyncIterator[QueryLog]:
+    state = state_of(request)
     route = request.scope.get("route")
     record = QueryLog(
         endpoint=getattr(route, "name", "vin"),
@@ -211,7 +219,8 @@ async def query_log(request: Request, state: StateDep) -> AsyncIterator[QueryLog
 QueryLogDep = Annotated[QueryLog, Depends(query_log)]
 
 
-async def vin_account(account: Authenticated, log: QueryLogDep, state: StateDep) -> AccountState:
+async def vin_account(account: Authenticated, log: QueryLogDep, request: Request) -> AccountState:
+    state = state_of(request)
     log.account_id = account.id
     blocked = state.limiter.blocked_locally(account.id)
     if blocked is not None:
@@ -239,13 +248,13 @@ def attestation_step(model: type[VinBody]) -> Step:
         body: model,  # type: ignore[valid-type]
         account: VINAccount,
         log: QueryLogDep,
-        state: StateDep,
+        request: Request,
         vin_attestation: Annotated[
             str | None, Header(description="The per-query attestation (compact JWS)")
         ] = None,
     ) -> Attestation:
         log.vin = vinlib.normalize(body.vin)  # type: ignore[attr-defined]
-        attestation = await state.verifier.check(
+        attestation = await state_of(request).verifier.check(
             vin_attestation, account_id=account.id, normalized_vin=log.vin, now=int(time.time())
         )
         log.attestation = attestation
@@ -271,16 +280,17 @@ def vin_step(model: type[VinBody]) -> Step:
 def quota_step(attestation_dep: Step, vin_dep: Step, cost: int) -> Step:
     async def quota(
         request: Request,
-        account: VINAccount,
         attestation: Annotated[Attestation, Depends(attestation_dep)],
         vin: Annotated[vinlib.DecodedVIN, Depends(vin_dep)],
         log: QueryLogDep,
-        state: StateDep,
         response: Response,
     ) -> Decision:
+        # the account is the attestation step's (it depends on VINAccount): log.account_id
+        state = state_of(request)
+        account_id = log.account_id or ""
         now = int(time.time())
         decision = await state.limiter.admit(
-            account.id,
+            account_id,
             jti=attestation.jti,
             jti_ttl=state.verifier.replay_ttl(attestation, now),
             cost=cost,
@@ -288,7 +298,7 @@ def quota_step(attestation_dep: Step, vin_dep: Step, cost: int) -> Step:
             vin=state.limiter.signals_of(vin.vin),
         )
         log.decision = decision
-        consequences(state, account.id, decision)
+        consequences(state, account_id, decision)
         response.headers.update(decision.headers())
         if decision.verdict == "replayed":
             raise AttestationReplayed()
@@ -358,8 +368,8 @@ FLAG_REASONS = {
 }
 
 
-async def get_catalogue(state: StateDep) -> Catalogue:
-    return state.catalogue
+async def get_catalogue(request: Request) -> Catalogue:
+    return state_of(request).catalogue
 
 
 CatalogueDep = Annotated[Catalogue, Depends(get_catalogue)]

@@ -229,6 +229,7 @@ async def test_escalation_and_manual_unblock(
         acct = await api.workshop()
         admin = await admin_of(api)
         await until_blocked(api, acct, walk(20, start=3000))
+        assert await flags_of(api, admin, acct.id)  # the flag is written off the request path
         r = await api.client.post(
             f"/v1/admin/accounts/{acct.id}/unblock",
             json={"reason": "customer called, fleet of rentals"},
