@@ -8,6 +8,7 @@ import contextlib
 import getpass
 import logging
 import os
+import shutil
 import sys
 from typing import Any
 
@@ -58,6 +59,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.workers > 1 and settings.metrics_enabled:
+        metrics_dir = settings.data_dir / "prometheus"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
     if args.workers > 1 and settings.run_migrations_on_start:
         from gateway.state import run_migrations
 

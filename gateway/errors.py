@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 log = logging.getLogger("vin_gateway.errors")
 
-PROBLEM_TYPE_BASE = "https://vin-gateway.dev/problems/"
+PROBLEM_TYPE_BASE = "urn:vin-gateway:problem:"  # each code is documented in docs/problems.md
 PROBLEM_JSON = "application/problem+json"
 
 

@@ -171,3 +171,31 @@ def test_create_admin_command(tmp_path: Path) -> None:
         assert token.status_code == 200
         auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
         assert client.get("/v1/admin/flags", headers=auth).status_code == 200
+
+
+@pytest.mark.redis
+def test_many_workers_share_metrics_and_state(tmp_path: Path, redis_url: str) -> None:
+    """`serve --workers 2` with Redis: metrics from every worker, no VIN in any label."""
+    import re
+
+    env = {**FAST_ENV, "VINGW_DATA_DIR": str(tmp_path), "VINGW_REDIS_URL": redis_url}
+    with running(["serve", "--workers", "2"], env) as (base, _):
+        with httpx.Client(base_url=base) as client:
+            w = workshop(client)
+            for _ in range(4):
+                token = signing.attestation(w["key"], w["kid"], w["id"], VIN)
+                r = client.post(
+                    "/v1/lookups",
+                    json={"vin": VIN},
+                    headers={**w["auth"], "VIN-Attestation": token},
+                )
+                assert r.status_code == 200, r.text
+        # new connections spread over both workers
+        for _ in range(30):
+            assert httpx.get(base + "/healthz").status_code == 200
+        metrics = httpx.get(base + "/metrics").text
+    samples = re.findall(
+        r'^vingw_requests_total\{route="/v1/lookups",status="200"\} (\S+)$', metrics, re.M
+    )
+    assert sum(float(v) for v in samples) == 4
+    assert VIN not in metrics and w["id"] not in metrics
