@@ -48,8 +48,24 @@ def _uvicorn_log_config() -> dict[str, Any]:
     }
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def _uvicorn(factory: str, args: argparse.Namespace, **extra: Any) -> None:
+    """Uvicorn without its access log (ours is scrubbed) and without a Server header."""
     import uvicorn
+
+    uvicorn.run(
+        factory,
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        access_log=False,
+        log_config=_uvicorn_log_config(),
+        server_header=False,
+        **extra,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings()
     if args.workers > 1 and settings.embedded_redis:
@@ -69,17 +85,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         run_migrations(settings)
         os.environ["VINGW_MIGRATE_ON_START"] = "false"
-    uvicorn.run(
+    _uvicorn(
         "gateway.main:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        access_log=False,
-        log_config=_uvicorn_log_config(),
+        args,
         proxy_headers=args.proxy_headers,
         forwarded_allow_ips=args.forwarded_allow_ips,
-        server_header=False,
     )
     return 0
 
@@ -180,18 +190,8 @@ def cmd_searchlog_writer(args: argparse.Namespace) -> int:
 
 
 def cmd_catalogue_serve(args: argparse.Namespace) -> int:
-    import uvicorn
 
-    uvicorn.run(
-        "gateway.catalogue.server:create_catalogue_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        access_log=False,
-        log_config=_uvicorn_log_config(),
-        server_header=False,
-    )
+    _uvicorn("gateway.catalogue.server:create_catalogue_app", args)
     return 0
 
 

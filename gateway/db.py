@@ -9,7 +9,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import MetaData, engine_from_config, event, pool
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -58,6 +58,27 @@ def alembic_config(tree: str, url: str) -> Config:
     cfg.set_main_option("sqlalchemy.url", sync_database_url(url).replace("%", "%%"))
     cfg.attributes["tree"] = tree
     return cfg
+
+
+def run_migrations_online(metadata: MetaData, version_table: str) -> None:
+    """The body of each tree's ``env.py``: its own metadata and its own version table."""
+    from alembic import context
+
+    config = context.config
+    connectable = config.attributes.get("connection") or engine_from_config(
+        config.get_section(config.config_ini_section, {}),
+        prefix="sqlalchemy.",
+        poolclass=pool.NullPool,
+    )
+    with connectable.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=metadata,
+            version_table=version_table,
+            render_as_batch=connection.dialect.name == "sqlite",
+        )
+        with context.begin_transaction():
+            context.run_migrations()
 
 
 def migrate(tree: str, url: str, revision: str = "head") -> None:

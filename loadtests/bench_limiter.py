@@ -56,21 +56,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gateway.limits.limiter import Limiter, LimitPolicy  # noqa: E402
+from loadtests.public_vins import PUBLIC_VINS  # noqa: E402
 
-VINS = [
-    "1HGCM82633A004352",
-    "JH4DC4340RS003205",
-    "WVWZZZ1KZ6W612305",
-    "1FTMW1T88MFA00001",
-    "KM8K2CAB4PU001140",
-    "YV1902FH5D1796335",
-    "JT2AE09W4P0038539",
-    "1C6RR7LT2JS179571",
-    "KNDJT2A54D7883468",
-    "SCBEC9ZA1EC225243",
-    "XTAGFK330JY144213",
-    "LFWADRJF011002346",
-]
+VINS = PUBLIC_VINS
 WINDOW_S = 60
 PLAIN_LIMIT = 10**9
 

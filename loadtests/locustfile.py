@@ -48,28 +48,15 @@ from locust.exception import StopUser
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from loadtests.public_vins import PUBLIC_VINS  # noqa: E402
 from tests.gateway import signing  # noqa: E402
 from vin.checkdigit import compute_check_digit  # noqa: E402
 
 log = logging.getLogger("vin-gateway-locust")
 
-VINS_DEV = Path("/work/shared/data/vins-dev.json")
+VINS_DEV = ROOT.parent / "shared" / "data" / "vins-dev.json"
 
-# Public example VINs (Wikipedia, vPIC and VIN-library test suites), used without the corpus.
-EMBEDDED_VINS = [
-    "1HGCM82633A004352",
-    "JH4DC4340RS003205",
-    "WVWZZZ1KZ6W612305",
-    "1FTMW1T88MFA00001",
-    "KM8K2CAB4PU001140",
-    "YV1902FH5D1796335",
-    "JT2AE09W4P0038539",
-    "1C6RR7LT2JS179571",
-    "KNDJT2A54D7883468",
-    "SCBEC9ZA1EC225243",
-    "XTAGFK330JY144213",
-    "WP0ZZZ99ZTS392124",
-]
+EMBEDDED_VINS = PUBLIC_VINS
 # Typos a workshop makes: a wrong check digit, a letter Q, a VIN cut short.
 EMBEDDED_INVALID = ["1HGCM82643A004352", "1HGCM82633A00435Q", "1HGCM8263"]
 

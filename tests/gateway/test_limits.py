@@ -55,14 +55,20 @@ async def admin_of(api: Api) -> dict[str, str]:
     return {"Authorization": f"Bearer {await api.login(email)}"}
 
 
-async def flags_of(api: Api, admin: dict[str, str], account_id: str) -> list[dict]:
-    for _ in range(50):  # flags are written off the request path
-        flags = (await api.client.get("/v1/admin/flags", headers=admin)).json()
-        mine = [f for f in flags if f["account_id"] == account_id]
-        if mine:
-            return mine
+async def flags_of(
+    api: Api, admin: dict[str, str], account_id: str, *, count: int = 1, resolved: bool = False
+) -> list[dict]:
+    """The account's flags, oldest first, once at least ``count`` are there (they are written
+    off the request path)."""
+    url = "/v1/admin/flags" + ("?include_resolved=true" if resolved else "")
+    mine: list[dict] = []
+    for _ in range(50):
+        flags = (await api.client.get(url, headers=admin)).json()
+        mine = sorted((f for f in flags if f["account_id"] == account_id), key=lambda f: f["id"])
+        if len(mine) >= count:
+            break
         await asyncio.sleep(0.02)
-    return []
+    return mine
 
 
 async def until_blocked(api: Api, acct: Account, vins: list[str], send=None) -> tuple[int, dict]:
@@ -238,27 +244,11 @@ async def test_escalation_and_manual_unblock(
         assert r.status_code == 200 and r.json()["was_blocked"] is True
         assert (await api.lookup(acct, "JH4DC4340RS003205")).status_code == 200
         await until_blocked(api, acct, walk(20, start=5000))
-        flags = (
-            await api.client.get("/v1/admin/flags?include_resolved=true", headers=admin)
-        ).json()
-        mine = sorted(
-            (f["id"], f["block_s"], f["resolved_at"] is not None)
-            for f in flags
-            if f["account_id"] == acct.id
-        )
-        for _ in range(50):
-            if len(mine) == 2:
-                break
-            await asyncio.sleep(0.02)
-            flags = (
-                await api.client.get("/v1/admin/flags?include_resolved=true", headers=admin)
-            ).json()
-            mine = sorted(
-                (f["id"], f["block_s"], f["resolved_at"] is not None)
-                for f in flags
-                if f["account_id"] == acct.id
-            )
-        assert [(b, resolved) for _, b, resolved in mine] == [(900, True), (1800, False)]
+        mine = await flags_of(api, admin, acct.id, count=2, resolved=True)
+        assert [(f["block_s"], f["resolved_at"] is not None) for f in mine] == [
+            (900, True),
+            (1800, False),
+        ]
 
 
 @pytest.mark.parametrize("mode", MODES)
