@@ -40,10 +40,7 @@ def _uvicorn_log_config() -> dict[str, Any]:
             "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
             "uvicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
             "vin_gateway": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
-            "vin_gateway.access": {
-                "handlers": ["stderr"],
-                "level": os.environ.get("VINGW_ACCESS_LOG_LEVEL", "INFO"),
-            },
+            "vin_gateway.access": {"level": os.environ.get("VINGW_ACCESS_LOG_LEVEL", "INFO")},
         },
     }
 

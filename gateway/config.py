@@ -89,7 +89,7 @@ class Settings(BaseSettings):
 
     privacy_policy_version: str = "2026-11-01"
     privacy_policy_effective_date: date = date(2026, 11, 1)
-    privacy_policy_url: str = "/privacy-policy"
+    privacy_policy_url: str = "/privacy-policy.html"
 
     # suspicious-usage limits (defaults and their reasons: docs/limits.md)
     limit_vin_burst: int = Field(default=40, gt=0)

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.accounts.endpoints import router as accounts_router
@@ -45,6 +56,43 @@ LATENCY = Histogram(
 
 #: Bodies that are not JSON: the OAuth2 form at /v1/auth/token.
 FORM_PATHS = frozenset({"/v1/auth/token"})
+
+#: The catalogue web frontend (static files, no build step), served at / when enabled.
+WEB_DIR = Path(__file__).resolve().parent / "web"
+#: Security headers of the frontend's responses only (/docs loads Swagger UI from a CDN).
+FRONTEND_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        b"connect-src 'self'; font-src 'self'; form-action 'self'; base-uri 'none'; "
+        b"object-src 'none'; frame-ancestors 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cache-control", b"no-cache"),
+]
+
+
+class FrontendFiles(StaticFiles):
+    """The frontend's static files, each response with ``FRONTEND_HEADERS``."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *FRONTEND_HEADERS]}
+            await send(message)
+
+        await super().__call__(scope, receive, send_with_headers)
+
+
+class FrontendMount(Mount):
+    """Mounted at / after every API route; never claims /v1/ (so a wrong method stays a 405)."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope.get("path", "").startswith("/v1/"):
+            return Match.NONE, {}
+        return super().matches(scope)
 
 
 class GuardMiddleware:
@@ -193,6 +241,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         @app.get("/metrics", include_in_schema=False)
         async def metrics(request: Request) -> PlainTextResponse:
+            # with several workers each one writes its samples to PROMETHEUS_MULTIPROC_DIR
+            # (set by `vin-gateway serve --workers N`) and any worker reports them all
+            if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                registry = CollectorRegistry()
+                multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+                return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
             return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    if settings.frontend_enabled:  # last, so that every API route wins
+        app.router.routes.append(
+            FrontendMount("/", app=FrontendFiles(directory=WEB_DIR, html=True), name="frontend")
+        )
     return app
