@@ -98,8 +98,14 @@ Authenticated = Annotated[AccountState, Depends(authenticated)]
 async def current_account(
     account: Authenticated, request: Request, response: Response
 ) -> AccountState:
-    """An authenticated account on a non-VIN endpoint: answers carry the RateLimit fields."""
-    decision = await state_of(request).limiter.peek(account.id, key_id=request.state.api_key_id)
+    """An authenticated account on a non-VIN endpoint: answers carry the RateLimit fields.
+
+    Without Redis they go without the fields rather than fail: an account holder's rights
+    (access, export, erasure) do not depend on the limiter."""
+    try:
+        decision = await state_of(request).limiter.peek(account.id, key_id=request.state.api_key_id)
+    except LimiterUnavailable:
+        return account
     response.headers.update(decision.headers())
     return account
 
@@ -133,20 +139,18 @@ CurrentAdmin = Annotated[AccountState, Depends(current_admin)]
 
 # --- the VIN request path -------------------------------------------------------------------
 
-#: refusal code -> suspicious-usage signal reported to the limiter
-SIGNALS: dict[str, str] = {
-    "invalid_vin": "invalid_vin",
-    "attestation_bad_signature": "attestation_refused",
-    "attestation_unknown_key": "attestation_refused",
-    "attestation_algorithm_not_allowed": "attestation_refused",
-    "attestation_replayed": "attestation_refused",
-    "attestation_vin_mismatch": "attestation_refused",
-    "attestation_subject_mismatch": "attestation_refused",
-    "attestation_issuer_mismatch": "attestation_refused",
-    "attestation_basis_invalid": "attestation_refused",
-    "attestation_malformed": "attestation_refused",
-    "attestation_missing": "attestation_refused",
-}
+
+def signal_of(code: str) -> str | None:
+    """The suspicious-usage signal a refusal is (None for refusals that are not one).
+
+    Every refused attestation counts, whatever the reason (a query with no valid basis is a
+    signal by the terms), and so does an invalid VIN; a refusal for policy, consent, quota or a
+    malformed body does not."""
+    if code == "invalid_vin":
+        return "invalid_vin"
+    if code.startswith(("attestation_", "owner_authorization_")) or code == "purpose_out_of_scope":
+        return "attestation_refused"
+    return None
 
 
 @dataclass
@@ -206,13 +210,16 @@ async def query_log(request: Request) -> AsyncIterator[QueryLog]:
     limiter = state.limiter
     try:
         yield record
-    except (GatewayError, RequestValidationError) as exc:
+    except Exception as exc:
+        if not isinstance(exc, GatewayError | RequestValidationError):
+            record.outcome, record.code = "error", "internal_error"
+            raise
         record.outcome = "refused"
         record.code = exc.code if isinstance(exc, GatewayError) else "invalid_request"
         account_id = record.account_id
         if account_id and record.decision is None:
             key_id = getattr(request.state, "api_key_id", None)
-            signal = SIGNALS.get(record.code)
+            signal = signal_of(record.code)
             with contextlib.suppress(LimiterUnavailable):
                 if signal:
                     record.decision = await limiter.record_signal(account_id, signal, key_id=key_id)

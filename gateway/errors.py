@@ -6,7 +6,6 @@ never contain a VIN, a token or an email: they describe what is wrong, not the v
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,8 +14,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
-
-log = logging.getLogger("vin_gateway.errors")
 
 PROBLEM_TYPE_BASE = "urn:vin-gateway:problem:"  # each code is documented in docs/problems.md
 PROBLEM_JSON = "application/problem+json"
@@ -66,6 +63,10 @@ def problem_response(error: GatewayError, headers: Mapping[str, str] | None = No
 
 
 # --- generic request problems -------------------------------------------------------------
+
+
+class BadRequest(GatewayError):
+    code, status, title = "bad_request", 400, "The request could not be read"
 
 
 class InvalidRequest(GatewayError):
@@ -152,6 +153,7 @@ class EmailTaken(Conflict):
 # --- rendering ---------------------------------------------------------------------------
 
 _STATUS_ERRORS: dict[int, type[GatewayError]] = {
+    400: BadRequest,
     404: NotFound,
     405: MethodNotAllowed,
     413: PayloadTooLarge,
@@ -167,6 +169,16 @@ def _validation_problem(exc: RequestValidationError) -> GatewayError:
             return MalformedJSON(
                 "The body could not be parsed as JSON", errors=[{"message": err.get("msg", "")}]
             )
+        if err.get("type") == "extra_forbidden":
+            # the name of an unknown field is client input (it could be a VIN): not echoed
+            errors.append(
+                {
+                    "field": None,
+                    "code": "extra_forbidden",
+                    "message": "the body has a field this endpoint does not accept",
+                }
+            )
+            continue
         loc = [str(p) for p in err.get("loc", ()) if p != "body"]
         errors.append(
             {"field": ".".join(loc) or None, "code": err.get("type"), "message": err.get("msg")}
@@ -175,6 +187,9 @@ def _validation_problem(exc: RequestValidationError) -> GatewayError:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """Problems for every refusal. Crashes are answered by ``main.GuardMiddleware``, which
+    logs the exception's type only and never lets uvicorn print a traceback."""
+
     async def gateway_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
         return problem_response(exc)
@@ -185,28 +200,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        cls = _STATUS_ERRORS.get(exc.status_code)
-        if cls is None:
-            err: GatewayError = GatewayError(str(exc.detail))
-            err.status = exc.status_code
-        else:
-            err = cls()
+        fallback = BadRequest if exc.status_code < 500 else InternalError
+        err = _STATUS_ERRORS.get(exc.status_code, fallback)()
         return problem_response(err, exc.headers)
-
-    async def unhandled(request: Request, exc: Exception) -> Response:
-        # The exception's message may carry request data: log its type only.
-        log.error(
-            "unhandled %s on %s %s",
-            type(exc).__name__,
-            request.method,
-            request.scope.get("route_path", "?"),
-        )
-        return problem_response(InternalError("The gateway failed; the request was not served"))
 
     app.add_exception_handler(GatewayError, gateway_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(Exception, unhandled)
 
 
 def problem_bytes(error: GatewayError) -> bytes:

@@ -31,7 +31,9 @@ from gateway.admin.endpoints import router as admin_router
 from gateway.config import Settings
 from gateway.deps import StateDep
 from gateway.errors import (
+    BadRequest,
     GatewayError,
+    InternalError,
     PayloadTooLarge,
     ServiceUnavailable,
     UnsupportedMediaType,
@@ -43,6 +45,7 @@ from gateway.privacy.endpoints import router as privacy_router
 from gateway.state import build_state
 
 access_log = logging.getLogger("vin_gateway.access")
+error_log = logging.getLogger("vin_gateway.errors")
 
 REQUESTS = Counter(
     "vingw_requests_total", "HTTP requests by route template and status", ["route", "status"]
@@ -114,7 +117,7 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status_holder = {"status": 500}
+        status_holder = {"status": 0}
         headers = dict(scope.get("headers") or [])
         method = scope["method"]
 
@@ -123,41 +126,64 @@ class GuardMiddleware:
                 status_holder["status"] = message["status"]
             await send(message)
 
-        refusal: GatewayError | None = None
-        if method in {"POST", "PUT", "PATCH"}:
-            length = headers.get(b"content-length")
-            if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
-                refusal = PayloadTooLarge(f"At most {self.max_body_bytes} bytes are accepted")
-            elif scope["path"].startswith("/v1/"):
-                ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-                wanted_form = scope["path"] in FORM_PATHS
-                ok = (
-                    ctype in {b"application/x-www-form-urlencoded", b"multipart/form-data"}
-                    if wanted_form
-                    else ctype == b"application/json" or ctype.endswith(b"+json")
+        try:
+            refusal = self._refusal(scope, headers)
+            if refusal is not None:
+                await self._send_problem(send_wrapper, refusal)
+            else:
+                await self.app(scope, self._limited(receive), send_wrapper)
+        except Exception as exc:
+            # Never re-raised: uvicorn would log the traceback and the exception's message,
+            # which may carry request data. The type and the route template are enough.
+            log_route = getattr(scope.get("route"), "path", "unmatched")
+            error_log.error("unhandled %s on %s %s", type(exc).__name__, method, log_route)
+            if not status_holder["status"]:
+                await self._send_problem(
+                    send_wrapper, InternalError("The gateway failed; the request was not served")
                 )
-                if not ok and (length not in (None, b"0") or b"transfer-encoding" in headers):
-                    expected = "a form" if wanted_form else "application/json"
-                    refusal = UnsupportedMediaType(f"Send the body as {expected}")
-        if refusal is not None:
-            body = problem_bytes(refusal)
-            await send_wrapper(
-                {
-                    "type": "http.response.start",
-                    "status": refusal.status,
-                    "headers": [
-                        (b"content-type", b"application/problem+json"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
-        else:
-            await self.app(scope, self._limited(receive), send_wrapper)
-        route = scope.get("route")
-        template = getattr(route, "path", "unmatched")
+        finally:
+            self._observe(scope, method, status_holder["status"] or 500, started)
+
+    def _refusal(self, scope: Scope, headers: dict[bytes, bytes]) -> GatewayError | None:
+        if scope["method"] not in {"POST", "PUT", "PATCH"}:
+            return None
+        length = headers.get(b"content-length")
+        if length is not None and not length.isdigit():
+            return BadRequest("Content-Length is not a number")
+        if length is not None and int(length) > self.max_body_bytes:
+            return PayloadTooLarge(f"At most {self.max_body_bytes} bytes are accepted")
+        if not scope["path"].startswith("/v1/"):
+            return None
+        ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        wanted_form = scope["path"] in FORM_PATHS
+        ok = (
+            ctype in {b"application/x-www-form-urlencoded", b"multipart/form-data"}
+            if wanted_form
+            else ctype == b"application/json" or ctype.endswith(b"+json")
+        )
+        if not ok and (length not in (None, b"0") or b"transfer-encoding" in headers):
+            expected = "a form" if wanted_form else "application/json"
+            return UnsupportedMediaType(f"Send the body as {expected}")
+        return None
+
+    @staticmethod
+    async def _send_problem(send: Send, error: GatewayError) -> None:
+        body = problem_bytes(error)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": error.status,
+                "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    def _observe(self, scope: Scope, method: str, status: int, started: float) -> None:
+        template = getattr(scope.get("route"), "path", "unmatched")
         elapsed = time.perf_counter() - started
-        status = status_holder["status"]
         counter = self._counters.get((template, status))
         if counter is None:
             counter = self._counters[(template, status)] = REQUESTS.labels(template, str(status))
@@ -166,9 +192,7 @@ class GuardMiddleware:
         if histogram is None:
             histogram = self._histograms[template] = LATENCY.labels(template)
         histogram.observe(elapsed)
-        access_log.info(
-            "%s %s %d %.1fms", method, template, status_holder["status"], elapsed * 1000
-        )
+        access_log.info("%s %s %d %.1fms", method, template, status, elapsed * 1000)
 
     def _limited(self, receive: Receive) -> Receive:
         seen = 0

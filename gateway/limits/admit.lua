@@ -79,6 +79,19 @@ if mode == 'peek' then
   return {'ok', '', 0, remaining(), reset(), score, 0, 0, ''}
 end
 
+-- take tokens from both buckets (never below zero) and write them back
+local function spend(cost)
+  a_tokens = math.max(0, a_tokens - cost)
+  k_tokens = math.max(0, k_tokens - cost)
+  local ttl = math.ceil(capacity / rate) + 1
+  redis.call('HSET', KEYS[4], 't', tostring(a_tokens), 'ts', now_ms)
+  redis.call('EXPIRE', KEYS[4], ttl)
+  if KEYS[5] ~= KEYS[4] then
+    redis.call('HSET', KEYS[5], 't', tostring(k_tokens), 'ts', now_ms)
+    redis.call('EXPIRE', KEYS[5], ttl)
+  end
+end
+
 local function block(policy)
   local strikes = redis.call('INCR', KEYS[2])
   redis.call('EXPIRE', KEYS[2], tonumber(ARGV[19]))
@@ -101,6 +114,8 @@ local function add_score(weight)
 end
 
 if mode == 'signal' then
+  -- a refusal costs its tokens too: refused requests cannot be sent for free
+  spend(tonumber(ARGV[3]))
   if add_score(tonumber(ARGV[6])) then
     return {'blocked_now', 'guessing', block('guessing'), remaining(), reset(), score, 0, 0, shadow_hits}
   end
@@ -125,15 +140,7 @@ if math.min(a_tokens, k_tokens) < cost and not in_shadow('f') then
   return {'limited', 'flood', retry, remaining(), reset(), score, 0, 0, shadow_hits}
 end
 if math.min(a_tokens, k_tokens) < cost then shadow_hits = shadow_hits .. 'f' end
-a_tokens = math.max(0, a_tokens - cost)
-k_tokens = math.max(0, k_tokens - cost)
-local ttl = math.ceil(capacity / rate) + 1
-redis.call('HSET', KEYS[4], 't', tostring(a_tokens), 'ts', now_ms)
-redis.call('EXPIRE', KEYS[4], ttl)
-if KEYS[5] ~= KEYS[4] then
-  redis.call('HSET', KEYS[5], 't', tostring(k_tokens), 'ts', now_ms)
-  redis.call('EXPIRE', KEYS[5], ttl)
-end
+spend(cost)
 
 if allowed then
   return {'ok', '', 0, remaining(), reset(), score, 0, 0, ''}

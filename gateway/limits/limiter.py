@@ -283,20 +283,25 @@ class Limiter:
         """The whole decision for a VIN request: block, replay, flood, signals, distinct, walk."""
         weight = self._pending.pop(account_id, 0)
         try:
-            return await self._run(
+            decision = await self._run(
                 "admit", account_id, key_id=key_id, jti=jti, jti_ttl=jti_ttl, cost=cost,
                 weight=weight, vin=vin,
             )  # fmt: skip
         except LimiterUnavailable:
             self._pending[account_id] += weight
             raise
+        if decision.verdict in {"blocked", "replayed", "limited"}:
+            # the script returned before it applied the piggybacked weight: keep it
+            self._pending[account_id] += weight
+        return decision
 
     async def record_signal(
-        self, account_id: str, signal: str, *, key_id: str | None = None
+        self, account_id: str, signal: str, *, key_id: str | None = None, cost: int = 1
     ) -> Decision:
-        """Count a refusal that happened before admission (one round trip, refusals only)."""
+        """Count a refusal that happened before admission (one round trip, refusals only):
+        its weight goes to the guessing score and its cost to the flood buckets."""
         weight = self.policy.weights.get(signal, 0)
-        return await self._run("signal", account_id, key_id=key_id, weight=weight)
+        return await self._run("signal", account_id, key_id=key_id, weight=weight, cost=cost)
 
     async def peek(self, account_id: str, *, key_id: str | None = None) -> Decision:
         """The account's current bucket state (for the RateLimit fields), without spending."""

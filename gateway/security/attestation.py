@@ -158,7 +158,10 @@ class AttestationVerifier:
             raise AttestationMalformed(f"The attestation header typ must be {TYP!r}")
         crit = header.get("crit")
         if crit is not None and (
-            not isinstance(crit, list) or not set(crit) <= _UNDERSTOOD_CRIT or not crit
+            not isinstance(crit, list)
+            or not crit
+            or not all(isinstance(name, str) for name in crit)
+            or not set(crit) <= _UNDERSTOOD_CRIT
         ):
             raise AttestationMalformed(
                 "The attestation names critical headers this gateway does not understand"

@@ -117,6 +117,11 @@ REFUSALS = [
         lambda a, acct, vin: a.attest(acct, vin, header={"crit": ["x-foo"], "x-foo": 1}),
     ),
     (
+        "attestation_malformed",
+        lambda a, acct, vin: a.attest(acct, vin, header={"crit": [["x"], {}]}),
+    ),
+    ("attestation_malformed", lambda a, acct, vin: a.attest(acct, vin, header={"crit": []})),
+    (
         "attestation_bad_signature",
         lambda a, acct, vin: {
             **acct.auth,
@@ -327,7 +332,13 @@ async def test_bad_bodies(api: Api) -> None:
         422,
         "invalid_request",
     )
-    assert body["errors"][0]["field"] == "colour"
+    assert body["errors"][0]["code"] == "extra_forbidden"
+    assert "colour" not in str(body)  # unknown field names are client input: not echoed
+    problem(
+        await api.client.post("/v1/lookups", json={"vin": VIN, VIN: 1}, headers=h),
+        422,
+        "invalid_request",
+    )
     problem(
         await api.client.post("/v1/lookups", json={"vin": 17}, headers=h), 422, "invalid_request"
     )
