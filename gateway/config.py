@@ -49,11 +49,19 @@ def same_database(a: str, b: str) -> bool:
         if ":memory:" in (da, db):
             return False
         return Path(da).resolve() == Path(db).resolve()
-    return (ua.host or "localhost", ua.port or 5432, ua.database) == (
-        ub.host or "localhost",
+    return (_host(ua.host), ua.port or 5432, ua.database) == (
+        _host(ub.host),
         ub.port or 5432,
         ub.database,
     )
+
+
+_LOCAL_HOSTS = frozenset({None, "", "localhost", "127.0.0.1", "::1", "[::1]"})
+
+
+def _host(host: str | None) -> str | None:
+    """Loopback spellings (and a Unix socket, no host) are one host."""
+    return "localhost" if host in _LOCAL_HOSTS else host
 
 
 class Settings(BaseSettings):
@@ -76,7 +84,7 @@ class Settings(BaseSettings):
     audience: str = "vin-gateway"
     attestation_max_lifetime_s: int = Field(default=300, gt=0)
     attestation_future_iat_leeway_s: int = Field(default=60, ge=0)
-    attestation_exp_leeway_s: int = Field(default=5, ge=0)
+    attestation_exp_leeway_s: int = Field(default=0, ge=0)
     gateway_attestation_ttl_s: int = Field(default=120, gt=0)
 
     access_token_ttl_s: int = Field(default=900, gt=0)

@@ -84,6 +84,13 @@ def run_migrations_online(metadata: MetaData, version_table: str) -> None:
 def migrate(tree: str, url: str, revision: str = "head") -> None:
     """Bring one database to ``revision`` (synchronous; run at start-up or by the CLI)."""
     parsed = make_url(sync_database_url(url))
-    if parsed.get_backend_name() == "sqlite" and parsed.database:
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    sqlite_file = parsed.get_backend_name() == "sqlite" and parsed.database not in (
+        None,
+        ":memory:",
+    )
+    if sqlite_file:
+        # the files hold account data or pseudonymous logs: owner-only, like the secrets
+        Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     command.upgrade(alembic_config(tree, url), revision)
+    if sqlite_file:
+        Path(str(parsed.database)).chmod(0o600)

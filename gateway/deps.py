@@ -260,6 +260,16 @@ class InvalidVIN(GatewayError):
     code, status, title = "invalid_vin", 422, "The VIN is not valid"
 
 
+def require_valid(decoded: vinlib.DecodedVIN) -> vinlib.DecodedVIN:
+    """The decoded VIN, or a 422 listing every problem (code, position, message)."""
+    if not decoded.valid:
+        raise InvalidVIN(
+            "The VIN has problems: " + ", ".join(sorted({e.code for e in decoded.errors})),
+            errors=[e.to_dict() for e in decoded.errors],
+        )
+    return decoded
+
+
 Step = Callable[..., Coroutine[Any, Any, Any]]
 
 
@@ -286,14 +296,8 @@ def attestation_step(model: type[VinBody]) -> Step:
 def vin_step(model: type[VinBody]) -> Step:
     async def valid_vin(body: model, log: QueryLogDep) -> vinlib.DecodedVIN:  # type: ignore[valid-type]
         log.after("attestation", log.attestation)
-        decoded = vinlib.decode(body.vin)  # type: ignore[attr-defined]
-        log.decoded = decoded
-        if not decoded.valid:
-            raise InvalidVIN(
-                "The VIN has problems: " + ", ".join(sorted({e.code for e in decoded.errors})),
-                errors=[e.to_dict() for e in decoded.errors],
-            )
-        return decoded
+        log.decoded = require_valid(vinlib.decode(body.vin))  # type: ignore[attr-defined]
+        return log.decoded
 
     return valid_vin
 

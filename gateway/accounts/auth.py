@@ -38,12 +38,17 @@ class Authenticator:
         )
         self._states: TTLCache[str, AccountState] = TTLCache(max_entries, ttl_s)
         self._keys: TTLCache[str, jws.BoundKey | None] = TTLCache(max_entries, ttl_s)
+        # account -> digests of its cached credentials, living as long as they do
+        self._digests: TTLCache[str, set[str]] = TTLCache(max_entries, ttl_s)
 
     def forget(self, account_id: str) -> None:
-        """Drop what is cached about an account (its credentials too: a key may be revoked)."""
+        """Drop what is cached about one account (its credentials and keys too: one may have
+        been revoked). Other accounts' entries stay."""
         self._states.pop(account_id, None)
-        self._credentials.clear()
-        self._keys.clear()
+        for digest in self._digests.pop(account_id, set()):
+            self._credentials.pop(digest, None)
+        for kid in [kid for kid, key in self._keys.items() if key and key.owner == account_id]:
+            self._keys.pop(kid, None)
 
     async def resolve(self, bearer: str) -> tuple[AccountState, str | None]:
         """The account behind a bearer credential and the API key id used (None for tokens)."""
@@ -54,6 +59,8 @@ class Authenticator:
             if cached is None:
                 raise InvalidToken()
             self._credentials[digest] = cached
+            live = {d for d in self._digests.get(cached[0], ()) if d in self._credentials}
+            self._digests[cached[0]] = live | {digest}
         account_id, key_id, _expires = cached
         state = self._states.get(account_id)
         if state is None:

@@ -97,7 +97,7 @@ class AccountService:
                 privacy_policy_version=self.settings.privacy_policy_version,
             )
         self._check_password(data.password, data.email)
-        password_hash = self.passwords.hash(data.password)
+        password_hash = await self.passwords.hash(data.password)
         now = datetime.now(UTC)
         account = Account(
             id=new_account_id(),
@@ -135,7 +135,7 @@ class AccountService:
         async with self.db.session() as session:
             account = await AccountRepository(session).get_by_email(email.strip().lower())
         stored = account.password_hash if account is not None else None
-        if not self.passwords.verify(stored, password) or account is None:
+        if not await self.passwords.verify(stored, password) or account is None:
             raise InvalidCredentials()
         return account
 
@@ -169,7 +169,9 @@ class AccountService:
                 raise NotFound("No such account")
             if "password" in changes or "email" in changes:
                 current = changes.pop("current_password", None)
-                if current is None or not self.passwords.verify(account.password_hash, current):
+                if current is None or not await self.passwords.verify(
+                    account.password_hash, current
+                ):
                     raise InvalidRequest(
                         "Changing the email or password needs current_password",
                         errors=[
@@ -184,7 +186,7 @@ class AccountService:
             if "password" in changes:
                 new_password = changes.pop("password")
                 self._check_password(new_password, changes.get("email") or account.email)
-                account.password_hash = self.passwords.hash(new_password)
+                account.password_hash = await self.passwords.hash(new_password)
             new_email = changes.get("email")
             if new_email and new_email != account.email and await repo.get_by_email(new_email):
                 raise EmailTaken()
@@ -404,7 +406,7 @@ class AccountService:
                 account = Account(
                     id=new_account_id(),
                     email=email,
-                    password_hash=self.passwords.hash(password),
+                    password_hash=await self.passwords.hash(password),
                     role="admin",
                     created_at=now,
                     consent_version=self.settings.privacy_policy_version,
@@ -423,7 +425,7 @@ class AccountService:
                 account.role = "admin"
                 if password is not None:
                     self._check_password(password, email)
-                    account.password_hash = self.passwords.hash(password)
+                    account.password_hash = await self.passwords.hash(password)
                 await repo.add(account)
             await repo.commit()
         self.on_change(account.id)

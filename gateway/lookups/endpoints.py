@@ -23,6 +23,7 @@ from gateway.deps import (
     QueryLogDep,
     StateDep,
     VINAccount,
+    require_valid,
 )
 from gateway.lookups.schemas import (
     AttestationIssued,
@@ -113,6 +114,8 @@ async def issue_attestation(
     now = int(time.time())
     normalized = vinlib.normalize(body.vin)
     log.vin = normalized
+    # an invalid VIN is refused here, with its problems, before anything is signed
+    log.decoded = require_valid(vinlib.decode(normalized))
     decision = await state.limiter.admit(
         account.id, jti=None, jti_ttl=0, cost=1, key_id=request.state.api_key_id
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 
+import anyio
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -11,17 +12,28 @@ MIN_PASSWORD_LENGTH = 10
 
 
 class Passwords:
-    def __init__(self, *, time_cost: int, memory_kib: int, parallelism: int) -> None:
+    """Argon2id off the event loop: a hash takes ~100 ms of CPU by default, which would stall
+    every lookup on the worker. At most ``concurrency`` hashes run at once (memory-hard)."""
+
+    def __init__(
+        self, *, time_cost: int, memory_kib: int, parallelism: int, concurrency: int = 2
+    ) -> None:
         self._hasher = PasswordHasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism
         )
         self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+        self._slots = anyio.CapacityLimiter(concurrency)
 
-    def hash(self, password: str) -> str:
-        return self._hasher.hash(password)
+    async def hash(self, password: str) -> str:
+        return await anyio.to_thread.run_sync(self._hasher.hash, password, limiter=self._slots)
 
-    def verify(self, stored_hash: str | None, password: str) -> bool:
+    async def verify(self, stored_hash: str | None, password: str) -> bool:
         """Constant work whether or not the account exists (``stored_hash`` None)."""
+        return await anyio.to_thread.run_sync(
+            self._verify, stored_hash, password, limiter=self._slots
+        )
+
+    def _verify(self, stored_hash: str | None, password: str) -> bool:
         try:
             return self._hasher.verify(stored_hash or self._dummy, password) and bool(stored_hash)
         except (VerificationError, InvalidHashError):
