@@ -30,19 +30,32 @@ def unavailable(what: str, exc: BaseException) -> None:
     pytest.skip(message)
 
 
+LOCK_KEY = "vingw:test-run-lock"
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    """A real Redis database for this test run, flushed before and after."""
+    """A real Redis database of this test run's own: the first of dbs 1-15 whose lock it can
+    take (so two runs on one machine never flush each other's data), flushed before and after."""
     import redis
 
     base = REDIS_URL.rstrip("/")
-    db = 1 + os.getpid() % 15
-    url = f"{base}/{db}"
+    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+    client = None
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=1)
-        client.flushdb()
+        for db in range(1, 16):
+            candidate = redis.Redis.from_url(f"{base}/{db}", socket_connect_timeout=1)
+            if candidate.set(LOCK_KEY, token, nx=True, ex=6 * 3600):
+                client, url = candidate, f"{base}/{db}"
+                break
+            candidate.close()
     except redis.RedisError as exc:
         unavailable("Redis", exc)
+    if client is None:
+        pytest.fail("every Redis test database (1-15) is locked by another test run")
+    for key in client.scan_iter():
+        if key != LOCK_KEY.encode():
+            client.delete(key)
     yield url
     client.flushdb()
     client.close()

@@ -17,6 +17,7 @@ import asyncio
 import functools
 import time
 from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import httpx
@@ -107,17 +108,23 @@ class EmbeddedBackend:
 class CircuitBreaker:
     """Open after ``threshold`` consecutive failures; one trial call after ``cooldown_s``."""
 
-    def __init__(self, threshold: int = 5, cooldown_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        threshold: int = 5,
+        cooldown_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.threshold = threshold
         self.cooldown_s = cooldown_s
+        self.clock = clock
         self.failures = 0
         self.opened_at: float | None = None
 
     def allow(self) -> bool:
         if self.opened_at is None:
             return True
-        if time.monotonic() - self.opened_at >= self.cooldown_s:
-            self.opened_at = time.monotonic()  # half-open: let this one call try
+        if self.clock() - self.opened_at >= self.cooldown_s:
+            self.opened_at = self.clock()  # half-open: let this one call try
             return True
         return False
 
@@ -128,13 +135,13 @@ class CircuitBreaker:
     def failure(self) -> None:
         self.failures += 1
         if self.failures >= self.threshold:
-            self.opened_at = time.monotonic()
+            self.opened_at = self.clock()
 
     @property
     def retry_after(self) -> int:
         if self.opened_at is None:
             return 0
-        return max(1, int(self.cooldown_s - (time.monotonic() - self.opened_at)) + 1)
+        return max(1, int(self.cooldown_s - (self.clock() - self.opened_at)) + 1)
 
 
 class UpstreamBackend:

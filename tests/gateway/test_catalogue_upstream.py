@@ -95,7 +95,8 @@ async def test_breaker_opens_and_recovers() -> None:
     def flaky(request: httpx.Request) -> httpx.Response:
         return healthy(request) if state["up"] else httpx.Response(500)
 
-    breaker = CircuitBreaker(threshold=2, cooldown_s=0.05)
+    now = [1000.0]
+    breaker = CircuitBreaker(threshold=2, cooldown_s=10, clock=lambda: now[0])
     catalogue, seen = catalogue_with(flaky, retries=0, breaker=breaker)
     features = features_of(vinlib.decode(VIN))
     for _ in range(2):
@@ -107,9 +108,10 @@ async def test_breaker_opens_and_recovers() -> None:
     assert len(seen) == calls  # open: the upstream is not called at all
     assert int(refused.value.headers["Retry-After"]) >= 1
     state["up"] = True
-    import asyncio
-
-    await asyncio.sleep(0.06)
+    now[0] += 9
+    with pytest.raises(CatalogueUnavailable):  # still open within the cooldown
+        await catalogue.lookup(features)
+    now[0] += 2
     assert (await catalogue.lookup(features)).vehicle_type == TYPE
 
 

@@ -77,15 +77,19 @@ async def test_unknown_vehicle_is_a_miss_not_an_error(api: Api) -> None:
 
 
 async def test_vehicle_type_choice(api: Api) -> None:
+    vin = "WA1EY74LX9D205644"  # an Audi Q7 2009: the sample catalogue offers several types
     acct = await api.workshop()
-    first = (await api.lookup(acct, VIN)).json()
-    if first["vehicle_type"] is None:
-        pytest.skip("the sample catalogue has no type for this VIN")
-    chosen = (first["alternatives"] or [first["vehicle_type"]])[0]
-    r = await api.lookup(acct, VIN, vehicle_type_id=chosen["id"])
-    assert r.status_code == 200 and r.json()["vehicle_type"]["id"] == chosen["id"]
+    first = (await api.lookup(acct, vin)).json()
+    assert first["vehicle_type"] is not None and first["alternatives"], first
+    chosen = first["alternatives"][0]
+    assert chosen["id"] != first["vehicle_type"]["id"]
+    r = await api.lookup(acct, vin, vehicle_type_id=chosen["id"])
+    assert r.status_code == 200
+    body = r.json()
+    assert body["vehicle_type"]["id"] == chosen["id"]
+    assert first["vehicle_type"]["id"] in [t["id"] for t in body["alternatives"]]
     problem(
-        await api.lookup(acct, VIN, vehicle_type_id="vt_not_this_one"),
+        await api.lookup(acct, vin, vehicle_type_id="vt_not_this_one"),
         422,
         "vehicle_type_not_matching",
     )
