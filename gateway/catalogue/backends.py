@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from dataclasses import asdict, dataclass, field
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import httpx

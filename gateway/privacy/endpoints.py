@@ -50,7 +50,8 @@ async def correct_me(
 
 @router.delete("/me", status_code=204)
 async def cancel_me(account: CurrentAccount, state: StateDep) -> Response:
-    """Cancel the account: its search-log rows are erased first, then the account itself."""
+    """Cancel the account: its search-log rows (queued ones flushed first) are erased, then the
+    account itself. Rows under a legal hold stay until it is lifted (docs/searchlog.md)."""
     await state.searchlog.erase_account(account.id)
     await state.accounts.delete(account.id)
     return Response(status_code=204)

@@ -286,8 +286,8 @@ class SearchLog:
         while self._buffer:
             if not await self._ship_batch():
                 raise ServiceUnavailable("The search-log queue is unavailable")
-        # other workers ship their buffers every ship interval: give them one
-        await asyncio.sleep(2 * self.o.ship_interval_s)
+        # other workers ship their buffers every ship interval (a few ms): give them one
+        await asyncio.sleep(min(2 * self.o.ship_interval_s, 0.1))
         try:
             await self._drain(deadline)
         except ServiceUnavailable:

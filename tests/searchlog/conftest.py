@@ -1,0 +1,124 @@
+"""Search-log fixtures: a fresh log database per test (SQLite file, or a PostgreSQL database of
+its own so row counts are exact), a Redis stream of its own, and SearchLog factories."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy.engine import make_url
+
+from gateway.db import Database, migrate
+from gateway.searchlog.pseudonym import KeyRing
+from gateway.searchlog.repository import SearchLogRepository
+from gateway.searchlog.service import QueryEvent, SearchLog, SearchLogOptions
+
+
+def conninfo(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def fresh_postgres(postgres_urls: tuple[str, str]) -> Iterator[Callable[[], str]]:
+    """Make fresh PostgreSQL databases (dropped afterwards) on the test server."""
+    admin = make_url(postgres_urls[1]).set(database="postgres")
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"vingw_sl_{secrets.token_hex(4)}"
+        with psycopg.connect(conninfo(str(admin.render_as_string(False))), autocommit=True) as c:
+            c.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        return admin.set(database=name).render_as_string(hide_password=False)
+
+    yield make
+    with psycopg.connect(conninfo(admin.render_as_string(False)), autocommit=True) as c:
+        for name in made:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty search-log database of each kind."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'searchlog.sqlite3'}"
+    else:
+        url = request.getfixturevalue("fresh_postgres")()
+    migrate("searchlog", url)
+    return url
+
+
+@pytest.fixture
+def stream_name() -> str:
+    return f"vingw:test:searchlog:{secrets.token_hex(4)}"
+
+
+@dataclass
+class Logs:
+    """Builds SearchLogs that share one database, key file and stream; stops them at the end."""
+
+    url: str
+    keys: Path
+    redis_url: str | None
+    stream: str
+    made: list[SearchLog] = field(default_factory=list)
+    dbs: list[Database] = field(default_factory=list)
+
+    def new(self, *, redis: bool = True, url: str | None = None, **options: Any) -> SearchLog:
+        db = Database(url or self.url)
+        self.dbs.append(db)
+        log = SearchLog(
+            db,
+            KeyRing(self.keys),
+            instance="test",
+            redis_url=self.redis_url if redis else None,
+            options=SearchLogOptions(stream=self.stream, **options),
+        )
+        self.made.append(log)
+        return log
+
+    async def count(self) -> int:
+        db = Database(self.url)
+        try:
+            async with db.session() as session:
+                return await SearchLogRepository(session).count()
+        finally:
+            await db.dispose()
+
+
+@pytest.fixture
+async def logs(
+    log_url: str, tmp_path: Path, request: pytest.FixtureRequest, stream_name: str
+) -> AsyncIterator[Logs]:
+    redis_url = request.getfixturevalue("redis_url")
+    made = Logs(log_url, tmp_path / "keys.json", redis_url, stream_name)
+    yield made
+    for log in made.made:
+        await log.stop(timeout_s=2)
+    for db in made.dbs:
+        await db.dispose()
+    client = aioredis.Redis.from_url(redis_url)
+    await client.delete(stream_name)
+    await client.aclose()
+
+
+def event(account: str = "acct-1", vin: str | None = "1HGCM82633A004352", **kw: Any) -> QueryEvent:
+    return QueryEvent(
+        account_id=account,
+        endpoint=kw.pop("endpoint", "lookup"),
+        outcome=kw.pop("outcome", "ok"),
+        vin=vin,
+        wmi="1HG",
+        make="Honda",
+        model_year=2003,
+        country_code="US",
+        client_ip="203.0.113.77",
+        user_agent="python-httpx/0.27",
+        **kw,
+    )
