@@ -125,7 +125,7 @@ class Settings(BaseSettings):
     searchlog_stream: str = "vingw:searchlog"
     searchlog_batch_size: int = Field(default=500, gt=0, le=5000)
     searchlog_max_buffer: int = Field(default=100_000, gt=0)
-    searchlog_ship_interval_ms: float = Field(default=5.0, ge=0)
+    searchlog_ship_interval_ms: float = Field(default=50.0, ge=0)
     searchlog_flush_interval_s: float = Field(default=0.2, gt=0)
     searchlog_claim_idle_s: float = Field(default=60.0, gt=0)
 

@@ -128,6 +128,12 @@ def main() -> int:
     )
     parser.add_argument("--embedded", action="store_true", help="in-process Redis stand-in")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument(
+        "--separate-writer",
+        action="store_true",
+        help="run the search-log consumer as `vin-gateway searchlog-writer` beside the worker "
+        "(the production layout) instead of inside it; the worker still enqueues every event",
+    )
     parser.add_argument("--max-rps", type=int, default=6000, help="tokens to pre-sign per second")
     parser.add_argument("--min-ratio", type=float, default=0.40)
     args = parser.parse_args()
@@ -153,6 +159,8 @@ def main() -> int:
 
         redis.Redis.from_url(args.redis_url).flushdb()
         env["VINGW_REDIS_URL"] = args.redis_url
+    if args.separate_writer:
+        env["VINGW_SEARCHLOG_CONSUMER"] = "false"
 
     bare_cmd = [
         sys.executable,
@@ -172,6 +180,13 @@ def main() -> int:
         bare_file.write_text("\n".join(lines) + "\n")
         bare_rps, bare_bad = run_wrk(base, bare_file, "", args)
 
+    writer = None
+    if args.separate_writer:
+        writer_env = {k: v for k, v in os.environ.items() if not k.startswith("VINGW_")}
+        writer = subprocess.Popen(
+            [str(BIN), "searchlog-writer"], env={**writer_env, **env},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
     with running([str(BIN), "serve"], env, raw=True) as (base, _):
         with httpx.Client(base_url=base) as client:
             policy = client.get("/v1/privacy-policy").json()["version"]
@@ -205,9 +220,17 @@ def main() -> int:
         if gw_rps * args.duration > count:
             print("warning: tokens were reused; raise --max-rps", file=sys.stderr)
 
+    if writer is not None:
+        writer.terminate()
+        try:
+            writer.wait(30)
+        except subprocess.TimeoutExpired:
+            writer.kill()
     shutil.rmtree(work, ignore_errors=True)
     ratio = gw_rps / bare_rps
     mode = "embedded stand-in" if args.embedded else "Redis"
+    if args.separate_writer:
+        mode += ", search-log writer in its own process"
     print(f"bare FastAPI endpoint : {bare_rps:9.0f} req/s  (non-2xx: {bare_bad})")
     print(f"attested lookup path  : {gw_rps:9.0f} req/s  (non-2xx: {gw_bad}; {args.alg}, {mode})")
     print(f"ratio                 : {ratio:9.2f}  (target >= {args.min_ratio})")

@@ -142,6 +142,9 @@ def truncate_ip(ip: str | None) -> str | None:
     """IPv4 to its /24, IPv6 to its /48; anything unparsable is dropped."""
     if not ip:
         return None
+    parts = ip.split(".")
+    if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts):
+        return f"{int(parts[0])}.{int(parts[1])}.{int(parts[2])}.0/24"  # the common case, fast
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:

@@ -84,7 +84,7 @@ class SearchLogOptions:
     batch_size: int = 500
     max_buffer: int = 100_000
     flush_interval_s: float = 0.2  # embedded writer
-    ship_interval_s: float = 0.005  # Redis: buffering before one pipelined XADD batch
+    ship_interval_s: float = 0.05  # Redis: buffering before one pipelined XADD batch
     consumer: bool = True  # Redis: run a stream consumer in this process
     stream: str = "vingw:searchlog"
     group: str = "searchlog-writers"
@@ -372,7 +372,7 @@ class SearchLog:
         backoff = 0.05
         while not self._stopping:
             await self._wakeup.wait()
-            await asyncio.sleep(self.o.ship_interval_s)  # a few ms: many events, one round trip
+            await asyncio.sleep(self.o.ship_interval_s)  # many events, one round trip
             self._wakeup.clear()
             while self._buffer and not self._stopping:
                 if await self._ship_batch():
@@ -435,6 +435,10 @@ class SearchLog:
                 if entries:
                     await self._store(entries)
                 backoff = 0.2
+                if 0 < len(entries) < self.o.batch_size and not self._stopping:
+                    # a partial batch: let the next one fill up instead of paying a database
+                    # transaction and two stream round trips for every few events
+                    await asyncio.sleep(self.o.flush_interval_s)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
