@@ -470,19 +470,24 @@ class SearchLog:
         await self.stream.ack([eid for eid, _ in entries])
 
     async def _drain(self, deadline: float) -> None:
-        """Write everything in the stream now, including entries other consumers hold."""
+        """Write everything the stream holds *now* (up to its newest entry at the start),
+        including entries other consumers hold. Entries added meanwhile are left to the
+        consumers, so a busy stream cannot keep this waiting."""
         assert self.stream is not None
         stream = self.stream
         # this consumer's own pending entries first (read before a cancellation, never acked)
         while entries := await stream.read(self.o.batch_size, None, own_pending=True):
             await self._store(entries, deadline)
-        while True:
+        upto = await stream.last_id()
+        if upto is None:
+            return
+        while not await stream.delivered_up_to(upto):
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable("The search-log queue could not be drained in time")
             entries = await stream.read(self.o.batch_size, None)
             if entries:
                 await self._store(entries, deadline)
-                continue
-            if await stream.pending_count() == 0:
-                return
+        while await stream.pending_up_to(upto):
             if time.monotonic() > deadline:
                 raise ServiceUnavailable("The search-log queue could not be drained in time")
             # in flight at another consumer (acked within milliseconds) or left by a dead one

@@ -150,6 +150,29 @@ class StreamQueue:
         )
         return len(rows)
 
+    async def last_id(self) -> str | None:
+        """The id of the newest entry ever added (None for an empty, new stream)."""
+        await self.ensure_group()
+        info = await self.redis.xinfo_stream(self.stream)
+        last = info.get("last-generated-id")
+        last = last.decode() if isinstance(last, bytes) else last
+        return None if last in (None, "0-0") else str(last)
+
+    async def delivered_up_to(self, entry_id: str) -> bool:
+        """Whether the group has handed out every entry up to ``entry_id``."""
+        for group in await self._call("xinfo_groups", self.stream):
+            name = group["name"].decode() if isinstance(group["name"], bytes) else group["name"]
+            if name == self.group:
+                last = group["last-delivered-id"]
+                last = last.decode() if isinstance(last, bytes) else str(last)
+                return _id_key(last) >= _id_key(entry_id)
+        return False
+
+    async def pending_up_to(self, entry_id: str) -> int:
+        """Entries up to ``entry_id`` read by some consumer but not acknowledged yet."""
+        rows = await self._call("xpending_range", self.stream, self.group, "-", entry_id, 1)
+        return len(rows)
+
     async def length(self) -> int:
         return int(await self.redis.xlen(self.stream))
 
@@ -158,3 +181,8 @@ class StreamQueue:
         otherwise discard its pending entries)."""
         if await self.pending_count(self.consumer) == 0:
             await self._call("xgroup_delconsumer", self.stream, self.group, self.consumer)
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)

@@ -176,3 +176,36 @@ async def _true(value: bool) -> bool:
 
 async def _pending(r, stream: str) -> int:  # type: ignore[no-untyped-def]
     return int((await r.xpending(stream, GROUP))["pending"])
+
+
+async def test_export_drains_a_busy_stream_without_waiting_for_it_to_go_quiet(
+    logs: Logs,
+) -> None:
+    """A drain writes what the stream held when it started; steady traffic meanwhile (here
+    another worker adding events the whole time) cannot keep it waiting."""
+    import asyncio
+
+    log = logs.new()
+    busy = logs.new(consumer=False)
+    await log.start()
+    await busy.start()
+    for _ in range(25):
+        log.record(event("acct-subject"))
+    stop = asyncio.Event()
+
+    async def traffic() -> None:
+        while not stop.is_set():
+            for i in range(20):
+                busy.record(event(f"acct-other-{i}"))
+            await asyncio.sleep(0.01)
+
+    task = asyncio.create_task(traffic())
+    try:
+        await asyncio.sleep(0.2)  # the stream is busy from now on
+        rows = await asyncio.wait_for(log.rows_for_account("acct-subject"), timeout=30)
+        assert len(rows) == 25
+    finally:
+        stop.set()
+        await task
+        await busy.stop()
+        await log.stop()
