@@ -192,6 +192,7 @@ class QueryLog:
             purpose=a.purpose if a else None,
             owner_ref=a.owner_ref if a else None,
             jti=a.jti if a else None,
+            token_sha256=a.token_sha256 if a else None,
             gateway_issued=a.gateway_issued if a else None,
             client_ip=self.client_ip,
             user_agent=self.user_agent,

@@ -32,6 +32,7 @@ class SearchEventBase(SQLModel):
     purpose: str | None = Field(default=None, max_length=32)
     owner_ref_pseudonym: str | None = Field(default=None, max_length=64)
     jti_digest: str | None = Field(default=None, max_length=64)
+    token_digest: str | None = Field(default=None, max_length=64)  # keyed, like the jti's
     gateway_issued: bool | None = None
     client_ip: str | None = Field(default=None, max_length=64)  # truncated
     ua_family: str | None = Field(default=None, max_length=32)

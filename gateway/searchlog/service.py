@@ -73,6 +73,7 @@ class QueryEvent:
     purpose: str | None = None
     owner_ref: str | None = None
     jti: str | None = None
+    token_sha256: str | None = None
     gateway_issued: bool | None = None
     client_ip: str | None = None
     user_agent: str | None = None
@@ -188,6 +189,7 @@ class SearchLog:
             "purpose": event.purpose,
             "owner_ref_pseudonym": p("owner_ref", event.owner_ref),
             "jti_digest": p("jti", event.jti),
+            "token_digest": p("jti", "token:" + event.token_sha256 if event.token_sha256 else None),
             "gateway_issued": event.gateway_issued,
             "client_ip": truncate_ip(event.client_ip),
             "ua_family": ua_family(event.user_agent),

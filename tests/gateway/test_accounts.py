@@ -202,7 +202,12 @@ async def test_export_has_every_part(api: Api) -> None:
     assert "secret_sha256" not in export["api_keys"][0]
     assert [k["kid"] for k in export["attestation_keys"]] == [acct.kid]
     assert len(export["search_log"]) == 1
-    assert export["search_log"][0]["outcome"] in {"ok", "miss"}
+    row = export["search_log"][0]
+    assert row["outcome"] in {"ok", "miss"}
+    # the attestation's facts: basis, purpose, keyed digests of its jti and of the token
+    assert row["basis"] == "owner" and row["purpose"] == "parts_inquiry"
+    assert len(row["jti_digest"]) == len(row["token_digest"]) == 32
+    assert row["jti_digest"] != row["token_digest"]
 
 
 async def test_admin_suspends_and_unsuspends(api: Api) -> None:
