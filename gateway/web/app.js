@@ -344,10 +344,17 @@
     return declaration;
   }
 
+  function markVin(result) {
+    const invalid = Boolean(result.problem && result.problem.code === "invalid_vin");
+    $("vin").setAttribute("aria-invalid", invalid ? "true" : "false");
+  }
+
   /** One query: a gateway-issued attestation for THIS query, then the lookup with it. */
   async function query(vin, declaration, vehicleTypeId) {
     const issued = await api("POST", "v1/attestations", { json: { vin, ...declaration } });
     if (!issued.ok) {
+      // the gateway refuses to attest an invalid VIN: mark the field as the lookup would
+      markVin(issued);
       showProblem(issued, vin);
       return;
     }
@@ -358,8 +365,7 @@
       headers: { "VIN-Attestation": issued.data.attestation },
     });
     if (!result.ok) {
-      const invalid = result.problem && result.problem.code === "invalid_vin";
-      $("vin").setAttribute("aria-invalid", invalid ? "true" : "false");
+      markVin(result);
       showProblem(result, vin);
       return;
     }
