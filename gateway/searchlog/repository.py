@@ -45,6 +45,11 @@ class SearchLogRepository:
         bind = session.bind
         self.dialect = bind.dialect.name if bind is not None else "sqlite"
 
+    async def _execute(self, statement: Any) -> Any:
+        """Core SQL (text, DDL, aggregates) on the session's connection and transaction."""
+        connection = await self.session.connection()
+        return await connection.execute(statement)
+
     @property
     def partitioned(self) -> bool:
         return self.dialect == "postgresql"
@@ -66,7 +71,7 @@ class SearchLogRepository:
 
     async def partitions(self) -> dict[str, int]:
         """PostgreSQL: the monthly partitions of search_event, name -> start (epoch seconds)."""
-        result = await self.session.execute(
+        result = await self._execute(
             text(
                 "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
                 "WHERE i.inhparent = 'search_event'::regclass"
@@ -86,13 +91,13 @@ class SearchLogRepository:
         if not missing:
             return []
         # serialize DDL with other workers (CREATE ... IF NOT EXISTS alone can still race)
-        await self.session.execute(text(f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK})"))
+        await self._execute(text(f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK})"))
         existing = await self.partitions()
         created = []
         for name, start in sorted(missing.items()):
             if name in existing:
                 continue
-            await self.session.execute(
+            await self._execute(
                 text(
                     f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF search_event "
                     f"FOR VALUES FROM ({start}) TO ({next_month(start)})"
@@ -216,7 +221,7 @@ class SearchLogRepository:
             report["deleted"] = int(result.rowcount or 0)
             await self.session.commit()
             return report
-        await self.session.execute(text(f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK})"))
+        await self._execute(text(f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK})"))
         for name, start in sorted((await self.partitions()).items(), key=lambda kv: kv[1]):
             end = next_month(start)
             if end > floor_cut:
@@ -238,7 +243,7 @@ class SearchLogRepository:
                     select(func.count()).select_from(SearchEvent).where(in_range)
                 )
                 report["deleted"] += int(count.one())
-                await self.session.execute(text(f"DROP TABLE {name}"))
+                await self._execute(text(f"DROP TABLE {name}"))
                 report["dropped_partitions"].append(name)
             else:
                 result = await self.session.exec(delete(SearchEvent).where(in_range, not_held))
@@ -258,7 +263,7 @@ class SearchLogRepository:
         out: list[dict[str, Any]] = []
         for field in fields:
             column = getattr(SearchEvent, field)
-            result = await self.session.execute(
+            result = await self._execute(
                 select(day.label("day"), column, func.count())
                 .where(col(SearchEvent.at) >= since)
                 .group_by("day", column)
