@@ -20,6 +20,7 @@ from gateway.accounts.models import (
 )
 
 T = TypeVar("T")
+K = TypeVar("K", ApiKey, AttestationKey)
 
 
 class AccountRepository:
@@ -64,6 +65,10 @@ class AccountRepository:
 
     async def attestation_key(self, kid: str) -> AttestationKey | None:
         return await self.session.get(AttestationKey, kid)
+
+    async def key(self, model: type[K], ident: str) -> K | None:
+        """An API key or an attestation key by its id."""
+        return await self.session.get(model, ident)
 
     async def audit(self, admin_id: str, action: str, target: str | None, reason: str) -> None:
         await self.add(

@@ -7,7 +7,7 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 
@@ -35,6 +35,7 @@ from gateway.security.passwords import Passwords, password_problems
 from gateway.security.tokens import new_api_key
 
 _ID_ALPHABET = string.ascii_letters + string.digits
+K = TypeVar("K", ApiKey, AttestationKey)
 
 
 def new_account_id() -> str:
@@ -271,11 +272,15 @@ class AccountService:
             return list(await AccountRepository(session).api_keys(account_id))
 
     async def revoke_api_key(self, account_id: str, key_id: str) -> ApiKey:
+        return await self._revoke(ApiKey, key_id, account_id, "No such API key")
+
+    async def _revoke(self, model: type[K], ident: str, account_id: str, missing: str) -> K:
+        """Mark the account's key revoked (idempotent); someone else's key is "not found"."""
         async with self.db.session() as session:
             repo = AccountRepository(session)
-            key = await repo.api_key(key_id)
+            key = await repo.key(model, ident)
             if key is None or key.account_id != account_id:
-                raise NotFound("No such API key")
+                raise NotFound(missing)
             if key.revoked_at is None:
                 key.revoked_at = datetime.now(UTC)
                 await repo.add(key)
@@ -328,17 +333,7 @@ class AccountService:
             return list(await AccountRepository(session).attestation_keys(account_id))
 
     async def revoke_attestation_key(self, account_id: str, kid: str) -> AttestationKey:
-        async with self.db.session() as session:
-            repo = AccountRepository(session)
-            key = await repo.attestation_key(kid)
-            if key is None or key.account_id != account_id:
-                raise NotFound("No such attestation key")
-            if key.revoked_at is None:
-                key.revoked_at = datetime.now(UTC)
-                await repo.add(key)
-                await repo.commit()
-        self.on_change(account_id)
-        return key
+        return await self._revoke(AttestationKey, kid, account_id, "No such attestation key")
 
     async def attestation_key(self, kid: str) -> AttestationKey | None:
         async with self.db.session() as session:
