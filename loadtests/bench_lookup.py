@@ -32,7 +32,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from loadtests.public_vins import PUBLIC_VINS  # noqa: E402
 from tests.gateway import signing  # noqa: E402
-from tests.gateway.procs import BIN, running  # noqa: E402
+from tests.gateway.procs import BIN, running, workshop  # noqa: E402
 
 VINS = PUBLIC_VINS
 
@@ -189,24 +189,8 @@ def main() -> int:
         )  # fmt: skip
     with running([str(BIN), "serve"], env, raw=True) as (base, _):
         with httpx.Client(base_url=base) as client:
-            policy = client.get("/v1/privacy-policy").json()["version"]
-            email = f"bench-{secrets.token_hex(4)}@example.com"
-            password = "benchmark passphrase 1"
-            account_id = client.post(
-                "/v1/accounts",
-                json={
-                    "email": email,
-                    "password": password,
-                    "privacy_policy_version": policy,
-                },
-            ).json()["id"]
-            token = client.post(
-                "/v1/auth/token", data={"username": email, "password": password}
-            ).json()
-            auth = {"Authorization": f"Bearer {token['access_token']}"}
-            api_key = client.post("/v1/api-keys", json={"name": "bench"}, headers=auth).json()
-            key, jwk = signing.ec_key() if args.alg == "ES256" else signing.rsa_key()
-            kid = client.post("/v1/attestation-keys", json={"jwk": jwk}, headers=auth).json()["kid"]
+            w = workshop(client, kind="ec" if args.alg == "ES256" else "rsa", api_key=True)
+        account_id, key, kid = w["id"], w["key"], w["kid"]
         count = args.max_rps * args.duration
         sign = (
             gateway_signer(work / "var", account_id)
@@ -216,7 +200,7 @@ def main() -> int:
         lines = [sign(vin) + "\t" + vin for vin in (VINS[i % len(VINS)] for i in range(count))]
         gw_file = work / "gateway.tsv"
         gw_file.write_text("\n".join(lines) + "\n")
-        gw_rps, gw_bad = run_wrk(base, gw_file, f"Bearer {api_key['key']}", args)
+        gw_rps, gw_bad = run_wrk(base, gw_file, f"Bearer {w['api_key']}", args)
         if gw_rps * args.duration > count:
             print("warning: tokens were reused; raise --max-rps", file=sys.stderr)
 

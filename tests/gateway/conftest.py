@@ -21,7 +21,7 @@ from gateway.main import create_app
 from tests.gateway import signing
 
 FAST_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
-PASSWORD = "correct horse battery staple"
+PASSWORD = "correct horse battery staple"  # also the default of tests/gateway/procs.workshop
 
 
 def embedded_settings(data_dir: Path, **overrides: Any) -> Settings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -76,3 +78,29 @@ FAST_ENV = {
     "VINGW_ARGON2_PARALLELISM": "1",
     "VINGW_ACCESS_LOG_LEVEL": "INFO",
 }
+
+
+PASSWORD = "correct horse battery staple"  # the same as the ASGI fixtures' (conftest)
+
+
+def workshop(client: httpx.Client, *, kind: str = "ec", api_key: bool = False) -> dict[str, Any]:
+    """Register, log in, register an attestation key (EC P-256 or RSA) and, if asked, create an
+    API key, through a running gateway: what the README shows a newcomer."""
+    from tests.gateway import signing
+
+    policy = client.get("/v1/privacy-policy").json()["version"]
+    email = f"w{secrets.token_hex(6)}@workshop.example"
+    r = client.post(
+        "/v1/accounts",
+        json={"email": email, "password": PASSWORD, "privacy_policy_version": policy},
+    )
+    assert r.status_code == 201, r.text
+    token = client.post("/v1/auth/token", data={"username": email, "password": PASSWORD})
+    auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    key, jwk = signing.ec_key() if kind == "ec" else signing.rsa_key()
+    kid = client.post("/v1/attestation-keys", json={"jwk": jwk}, headers=auth).json()["kid"]
+    found: dict[str, Any] = {"id": r.json()["id"], "auth": auth, "key": key, "kid": kid}
+    if api_key:
+        made = client.post("/v1/api-keys", json={"name": "workshop"}, headers=auth)
+        found["api_key"] = made.json()["key"]
+    return found

@@ -17,7 +17,7 @@ import pytest
 import vin as vinlib
 from tests.gateway import signing
 from tests.gateway.conftest import PASSWORD, Account, Api, serving, settings_for
-from tests.gateway.procs import FAST_ENV, free_port, running
+from tests.gateway.procs import FAST_ENV, free_port, running, workshop
 from tests.gateway.test_accounts import problem
 
 MODES = ["embedded", "services"]
@@ -393,22 +393,8 @@ def test_two_workers_never_exceed_the_quota(
     }
     with running(["serve"], env) as (base_a, _), running(["serve"], env) as (base_b, _):
         with httpx.Client(base_url=base_a) as client:
-            policy = client.get("/v1/privacy-policy").json()["version"]
-            email = f"hammer{secrets.token_hex(4)}@example.com"
-            account_id = client.post(
-                "/v1/accounts",
-                json={
-                    "email": email,
-                    "password": PASSWORD,
-                    "privacy_policy_version": policy,
-                },
-            ).json()["id"]
-            token = client.post(
-                "/v1/auth/token", data={"username": email, "password": PASSWORD}
-            ).json()
-            auth = {"Authorization": f"Bearer {token['access_token']}"}
-            key, jwk = signing.ec_key()
-            kid = client.post("/v1/attestation-keys", json={"jwk": jwk}, headers=auth).json()["kid"]
+            w = workshop(client)
+        account_id, auth, key, kid = w["id"], w["auth"], w["key"], w["kid"]
         vins = unrelated(120, secrets.SystemRandom())
 
         async def hammer() -> tuple[list[int], float]:

@@ -11,29 +11,11 @@ import httpx
 import pytest
 
 from tests.gateway import signing
-from tests.gateway.procs import BIN, FAST_ENV, running
+from tests.gateway.procs import BIN, FAST_ENV, running, workshop
 
 pytestmark = pytest.mark.slow
 
 VIN = "1HGCM82633A004352"
-PASSWORD = "correct horse battery staple"
-
-
-def workshop(client: httpx.Client) -> dict:
-    """Register, log in, register an attestation key: what the README shows a newcomer."""
-    policy = client.get("/v1/privacy-policy").json()["version"]
-    email = f"w{signing.b64(__import__('os').urandom(6))}@workshop.example".lower()
-    r = client.post(
-        "/v1/accounts",
-        json={"email": email, "password": PASSWORD, "privacy_policy_version": policy},
-    )
-    assert r.status_code == 201, r.text
-    account_id = r.json()["id"]
-    token = client.post("/v1/auth/token", data={"username": email, "password": PASSWORD})
-    auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
-    key, jwk = signing.ec_key()
-    kid = client.post("/v1/attestation-keys", json={"jwk": jwk}, headers=auth).json()["kid"]
-    return {"id": account_id, "auth": auth, "key": key, "kid": kid}
 
 
 def test_embedded_serve_end_to_end(tmp_path: Path) -> None:
