@@ -3,7 +3,7 @@
     .venv/bin/python loadtests/bench_limiter.py [--decisions 5000] [--accounts 20] [--repeat 3]
 
 Needs Redis on 127.0.0.1:6379; uses db 11 (``--db``) and FLUSHES it first (and at the end).
-Same client settings as gateway/kv.py: redis-py asyncio, socket and connect timeouts 0.25 s,
+Same client settings as gateway/kv.py: redis-py asyncio, socket and connect timeouts 1 s,
 one attempt (no retry), one connection, decisions made one after another (sequential awaits).
 
 Contenders, each making ``--decisions`` decisions over ``--accounts`` accounts:
@@ -69,8 +69,8 @@ def make_client(db: int) -> Any:
     # as gateway/kv.py: bounded, one attempt, no backoff
     return aioredis.Redis.from_url(
         f"redis://127.0.0.1:6379/{db}",
-        socket_timeout=0.25,
-        socket_connect_timeout=0.25,
+        socket_timeout=1.0,
+        socket_connect_timeout=1.0,
         health_check_interval=30,
         retry=Retry(NoBackoff(), 0),
     )

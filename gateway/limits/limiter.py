@@ -17,7 +17,7 @@ Refusals that happen before admission (a refused attestation, an invalid VIN) ar
 are noted in process and piggybacked on the account's next admission: no extra round trip.
 
 Redis unavailable: VIN endpoints fail closed with 503 ``limiter_unavailable`` and Retry-After,
-within the client's socket timeout (``VINGW_REDIS_TIMEOUT_S``, 0.25 s by default). Replay
+within the client's socket timeout (``VINGW_REDIS_TIMEOUT_S``, 1 s by default). Replay
 protection cannot be done without Redis, so this is not configurable for VIN endpoints; the
 per-IP limit of unauthenticated endpoints fails open or closed as configured.
 """

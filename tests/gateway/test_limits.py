@@ -349,7 +349,7 @@ async def test_redis_restart_mid_run(
         assert (await api.lookup(acct, "JH4DC4340RS003205")).status_code == 200
         private_redis["stop"]()
         # fails closed, never hangs (a hang-guard, not a speed claim: the client gives up
-        # after its 0.25 s socket timeout, one attempt)
+        # after its socket timeout, one attempt)
         r = await asyncio.wait_for(api.lookup(acct, "1HGCM82633A004352"), timeout=10)
         body = problem(r, 503, "limiter_unavailable")
         assert int(r.headers["Retry-After"]) >= 1
