@@ -33,15 +33,17 @@ def running(
     health: str = "/healthz",
     timeout_s: float = 30.0,
     raw: bool = False,
+    cwd: Path | None = None,
 ) -> Iterator[tuple[str, list[str]]]:
-    """Run ``vin-gateway ARGS`` (or the command ARGS itself when ``raw``) until the block ends;
-    yields (base URL, captured output lines)."""
+    """Run ``vin-gateway ARGS`` (or the command ARGS itself when ``raw``) in ``cwd`` until the
+    block ends; yields (base URL, captured output lines)."""
     port = free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("VINGW_")}
     full_env.update(env)
     proc = subprocess.Popen(
         [*(args if raw else [str(BIN), *args]), "--port", str(port)],
         env=full_env,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
