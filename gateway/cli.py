@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gateway.config import Settings
+from gateway.config import Settings, trusted_networks
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
@@ -82,13 +82,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         run_migrations(settings)
         os.environ["VINGW_MIGRATE_ON_START"] = "false"
-    _uvicorn(
-        "gateway.main:create_app",
-        args,
-        proxy_headers=args.proxy_headers,
-        forwarded_allow_ips=args.forwarded_allow_ips,
-    )
+    try:
+        trusted = trusted_networks(
+            settings.trusted_proxies if args.trusted_proxies is None else args.trusted_proxies
+        )
+    except ValueError as exc:
+        print(f"vin-gateway: --trusted-proxies: {exc}", file=sys.stderr)
+        return 2
+    _uvicorn("gateway.main:create_app", args, **proxy_options(trusted))
     return 0
+
+
+def proxy_options(trusted: list[str]) -> dict[str, Any]:
+    """Uvicorn's forwarded-header handling: off unless proxies are named, so a client can never
+    choose its own IP by sending a header; on, only a named proxy's X-Forwarded-For counts."""
+    return {"proxy_headers": bool(trusted), "forwarded_allow_ips": trusted or None}
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
@@ -201,11 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument(
-        "--proxy-headers",
-        action="store_true",
-        help="trust X-Forwarded-For from --forwarded-allow-ips",
+        "--trusted-proxies",
+        default=None,
+        help="IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed "
+        "(default: VINGW_TRUSTED_PROXIES; empty: none)",
     )
-    serve.add_argument("--forwarded-allow-ips", default="127.0.0.1")
     serve.set_defaults(func=cmd_serve)
 
     migrate = sub.add_parser("migrate", help="run the Alembic migrations of both databases")

@@ -6,6 +6,7 @@ dir, the sample catalogue shipped in the package and an in-process stand-in for 
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import date
 from functools import cached_property
 from pathlib import Path
@@ -54,6 +55,17 @@ def same_database(a: str, b: str) -> bool:
         ub.port or 5432,
         ub.database,
     )
+
+
+def trusted_networks(csv: str) -> list[str]:
+    """The comma list of proxy IPs/CIDRs, each checked (ValueError names the bad entry)."""
+    entries = sorted({n.strip() for n in csv.split(",") if n.strip()})
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an IP address or CIDR network") from None
+    return entries
 
 
 _LOCAL_HOSTS = frozenset({None, "", "localhost", "127.0.0.1", "::1", "[::1]"})
@@ -132,6 +144,9 @@ class Settings(BaseSettings):
     searchlog_claim_idle_s: float = Field(default=60.0, gt=0)
 
     migrate_on_start: bool | None = None
+    # reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma list of IPs
+    # or CIDRs); empty: none, the TCP peer is the client. The proxy must OVERWRITE the header.
+    trusted_proxies: str = ""
     max_body_bytes: int = Field(default=16_384, gt=0)
     metrics_enabled: bool = True
     frontend_enabled: bool = True
@@ -143,6 +158,12 @@ class Settings(BaseSettings):
         unknown = names - {"flood", "guessing", "distinct_vins", "sequential"}
         if unknown:
             raise ValueError(f"unknown limit policies in VINGW_LIMIT_SHADOW: {sorted(unknown)}")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        trusted_networks(value)
         return value
 
     @field_validator("token_signing_key")

@@ -3,15 +3,14 @@
 
     .venv/bin/python loadtests/bench_catalogue_match.py [--seconds 3] [--vins PATH]
 
-Prints the load time, the match rate on a corpus of public VINs (default: the shared
-development corpus ../shared/data/vins-dev.json when present, plus a few built-in public
-VINs), and matches per second over that corpus. In-process only: no network, no server.
+Prints the load time, the match rate on a corpus of public VINs (default: the development
+corpus tests/data/vins-dev.json, plus a few built-in public VINs), and matches per second over
+that corpus. In-process only: no network, no server.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gateway.catalogue.sample import SampleCatalogue  # noqa: E402
+from loadtests.public_vins import VINS_DEV_FILE, dev_rows  # noqa: E402
 
 # (VIN, model year or None, expected make): public example VINs
 BUILTIN = [
@@ -28,10 +28,6 @@ BUILTIN = [
     ("WVWZZZ1KZ6W612305", 2006, "Volkswagen"),  # sunrise-php/vin tests
     ("WP0ZZZ99ZTS392124", 1996, "Porsche"),  # vin_parser (Rust) README
     ("1M8GDM9AXKP042788", 2019, None),  # Wikipedia example: a bus, not in the catalogue
-]
-DEFAULT_CORPUS = [
-    ROOT.parent / "shared" / "data" / "vins-dev.json",
-    Path("/work/shared/data/vins-dev.json"),
 ]
 
 
@@ -50,21 +46,19 @@ def features(vin: str, year: int | None) -> dict[str, Any]:
 
 def load_corpus(path: Path | None) -> list[tuple[str, int | None, str | None]]:
     rows: list[tuple[str, int | None, str | None]] = list(BUILTIN)
-    candidates = [path] if path else DEFAULT_CORPUS
-    for p in candidates:
-        if p and p.is_file():
-            for v in json.loads(p.read_text())["vins"]:
-                vin = str(v["vin"]).strip().upper()
-                if len(vin) == 17:
-                    rows.append((vin, v.get("year"), v.get("make")))
-            break
+    for v in dev_rows(path or VINS_DEV_FILE):
+        vin = str(v["vin"]).strip().upper()
+        if len(vin) == 17:
+            rows.append((vin, v.get("year"), v.get("make")))
     return rows
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=3.0)
-    ap.add_argument("--vins", type=Path, default=None, help="JSON corpus like vins-dev.json")
+    ap.add_argument(
+        "--vins", type=Path, default=None, help="JSON corpus (default tests/data/vins-dev.json)"
+    )
     args = ap.parse_args()
 
     t0 = time.perf_counter()

@@ -2,7 +2,7 @@
 
     .venv/bin/python loadtests/bench_vin.py [--count N] [--repeat N] [--tries N] [--min-ratio R]
 
-The VIN list mixes the 17-character rows of ../shared/data/vins-dev.json with generated VINs
+The VIN list mixes the 17-character rows of tests/data/vins-dev.json with generated VINs
 (correct check digit, valid year code) over vininfo's own WMIs, so that vininfo runs its
 brand-specific detail extractors (Nissan, Renault, Opel, Lada, ...) where it has them.
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import random
 import statistics
 import sys
@@ -33,19 +32,19 @@ from pathlib import Path
 import vininfo
 from vininfo.dicts import WMI as VININFO_WMI
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 import vin
+from loadtests.public_vins import dev_rows
 from vin.checkdigit import ALPHABET
 
-DEV_FILE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "vins-dev.json"
 YEAR_CODES = "ABCDEFGHJKLMNPRSTVWXY123456789"
 CHARS = "".join(sorted(ALPHABET))
 
 
 def dev_vins() -> list[str]:
-    if not DEV_FILE.is_file():
-        return []
-    rows = json.loads(DEV_FILE.read_text("utf-8"))["vins"]
-    return [row["vin"] for row in rows if len(row["vin"]) == 17 and set(row["vin"]) <= ALPHABET]
+    vins = [str(row["vin"]) for row in dev_rows()]
+    return [num for num in vins if len(num) == 17 and set(num) <= ALPHABET]
 
 
 def generated_vins(count: int, seed: int = 3779) -> list[str]:

@@ -7,10 +7,11 @@
 ``on_start`` (unique e-mail, consent to the policy in force), gets an access token, creates an
 API key and registers an EC P-256 attestation key, then works with the API key as bearer. Per
 query it signs a fresh ES256 attestation (the gateway refuses a replayed one). Mostly
-``POST /v1/lookups`` over real public VINs (``/work/shared/data/vins-dev.json`` when present,
-else an embedded list), sometimes a follow-up lookup with an alternative's ``vehicle_type_id``,
-some ``POST /v1/vins/decode``, occasionally ``GET /v1/catalogue/categories`` and, rarely, a
-mistyped VIN, which must be answered 422 ``invalid_vin`` (counted as a success when it is).
+``POST /v1/lookups`` over real public VINs (the corpus tests/data/vins-dev.json, named in
+``loadtests/public_vins.py``), sometimes a follow-up lookup with an alternative's
+``vehicle_type_id``, some ``POST /v1/vins/decode``, occasionally ``GET /v1/catalogue/categories``
+and, rarely, a mistyped VIN, which must be answered 422 ``invalid_vin`` (counted as a success
+when it is).
 
 Pacing is ``between(0.5, 1.0)`` s, about 1.3 requests/s per workshop: under the default flood
 limit (burst 40, 5 tokens/s per account; lookup 2 tokens, decode 1). Mistyped VINs are
@@ -33,7 +34,6 @@ made, or when a scraper ran and was never blocked; else 0.
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import sys
@@ -48,13 +48,11 @@ from locust.exception import StopUser
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from loadtests.public_vins import PUBLIC_VINS  # noqa: E402
+from loadtests.public_vins import PUBLIC_VINS, dev_rows  # noqa: E402
 from tests.gateway import signing  # noqa: E402
 from vin.checkdigit import compute_check_digit  # noqa: E402
 
 log = logging.getLogger("vin-gateway-locust")
-
-VINS_DEV = ROOT.parent / "shared" / "data" / "vins-dev.json"
 
 EMBEDDED_VINS = PUBLIC_VINS
 # Typos a workshop makes: a wrong check digit, a letter Q, a VIN cut short.
@@ -68,11 +66,9 @@ LOOKUP = "/v1/lookups"
 
 
 def load_vins() -> tuple[list[str], list[str]]:
-    """(valid VINs, invalid VINs) from the shared development corpus, else the embedded lists."""
-    try:
-        rows = json.loads(VINS_DEV.read_text())["vins"]
-    except (OSError, ValueError, KeyError):
-        return EMBEDDED_VINS, EMBEDDED_INVALID
+    """(valid VINs, invalid VINs) from the development corpus (the embedded lists stand in for
+    a kind the corpus has none of)."""
+    rows = dev_rows()
     valid = [r["vin"] for r in rows if r.get("valid") is not False and len(r["vin"]) == 17]
     invalid = [r["vin"] for r in rows if r.get("valid") is False]
     return valid or EMBEDDED_VINS, invalid or EMBEDDED_INVALID

@@ -1,8 +1,30 @@
-"""Public example VINs shared by the benchmarks and the locust file.
+"""Public example VINs for the benchmarks and the locust file, and where the dev corpus lives.
 
-Each comes from a public source listed in ../shared/data/vins-dev.json or tests/vin (Wikipedia,
-NHTSA vPIC responses, and the test suites of open VIN decoders).
+``VINS_DEV_FILE`` is the one place the load tests name the development corpus: the in-repo copy
+tests/data/vins-dev.json (its provenance: tests/data/PROVENANCE.md). ``PUBLIC_VINS`` are rows of
+that corpus or of the tests in tests/vin (Wikipedia, NHTSA vPIC responses, and the test suites
+of open VIN decoders).
 """
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+#: The development corpus of public VINs (every row names its public source in ``src``).
+VINS_DEV_FILE = Path(__file__).resolve().parent.parent / "tests" / "data" / "vins-dev.json"
+
+
+def dev_rows(path: Path = VINS_DEV_FILE) -> list[dict[str, Any]]:
+    """The rows of the corpus. A missing file is an error: it is part of the repository."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"VIN corpus {path} is missing (tests/data/vins-dev.json ships with the repository)"
+        )
+    rows: list[dict[str, Any]] = json.loads(path.read_text("utf-8"))["vins"]
+    return rows
+
 
 PUBLIC_VINS = [
     "1HGCM82633A004352",

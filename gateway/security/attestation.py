@@ -1,4 +1,4 @@
-"""The per-query owner-authorization attestation verifier (see shared/spec/attestation.md).
+"""The per-query owner-authorization attestation verifier (format and order: docs/attestation.md).
 
 One verifier serves client-signed tokens (keys registered by accounts, ES256/RS256) and
 gateway-issued tokens (the gateway's own HS256 key, bound to its own kid). The algorithm is

@@ -97,7 +97,7 @@ PUBLIC_VINS = [
         2003,
         "Honda",
         "Accord",
-        "shared/data/vins-dev.json: cardog-ai/corgi tests",
+        "tests/data/vins-dev.json: cardog-ai/corgi tests",
     ),
     ("1FTMW1T88MFA00001", 2021, "Ford", "F-150", "vins-dev.json: davidpeckham/vpic-api tests"),
     ("JT2AE09W4P0038539", 1993, "Toyota", "Corolla", "vins-dev.json: arpuffer/pyvin tests"),

@@ -1,13 +1,13 @@
 """The independent attestation vectors, run in order against the real verifier and replay cache.
 
+The vectors are the in-repo copy tests/data/attestation-vectors.json (made with an independent
+signer; provenance in tests/data/PROVENANCE.md). A missing file fails, never skips.
+
 The verifier's stateless checks and the limiter's admission script (which claims the jti) are
 exactly what the request path runs; the clock is injected from each case's ``verify_at``.
 """
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import fakeredis
 import pytest
@@ -16,14 +16,12 @@ import redis.asyncio as aioredis
 from gateway.limits.limiter import Limiter
 from gateway.security import jws
 from gateway.security.attestation import AttestationError, AttestationVerifier
-
-VECTORS = Path(__file__).resolve().parents[3] / "shared/spec/vectors/attestation-vectors.json"
+from tests.testdata import ATTESTATION_VECTORS, load_json
 
 
 def load_vectors() -> dict:
-    if not VECTORS.exists():
-        pytest.fail(f"attestation vectors not found at {VECTORS}")
-    return json.loads(VECTORS.read_text())
+    data: dict = load_json(ATTESTATION_VECTORS)
+    return data
 
 
 async def run_vectors(redis_client) -> list[tuple[str, str, str]]:

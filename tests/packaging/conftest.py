@@ -37,13 +37,19 @@ def tracked_files() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`python -m build --wheel` of a clean copy of the tree, as a fresh clone has it (an in-tree
-    build/ directory left by an earlier build would hide a missing package-data pattern)."""
-    clone = tmp_path_factory.mktemp("clone")
+def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clean copy of the tree, as a fresh clone has it: no .venv, no var/, no build/ (an
+    in-tree build/ left by an earlier build would hide a missing package-data pattern)."""
+    copy = tmp_path_factory.mktemp("clone")
     for name in tracked_files():
-        (clone / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, clone / name)
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, copy / name)
+    return copy
+
+
+@pytest.fixture(scope="session")
+def wheel(clone: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`python -m build --wheel` of the clean copy (build isolation: the pinned setuptools)."""
     out = tmp_path_factory.mktemp("dist")
     run([sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(clone)])
     (built,) = out.glob("vin_gateway-*.whl")

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
 
+from tests.testdata import VINS_DEV, load_json, missing
 from vin import check_digit, decode
 
 from .conftest import REFERENCE_DATE
-
-#: <repo>/../shared/data/vins-dev.json (the repository is /work/main, shared is /work/shared).
-DEV_FILE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "vins-dev.json"
 
 
 class Public(NamedTuple):
@@ -131,19 +128,30 @@ def test_european_mercedes_year_is_not_claimed() -> None:
     assert decoded.model_year != 2001
 
 
-def _dev_rows() -> list[dict[str, Any]]:
-    if not DEV_FILE.is_file():
-        return []
-    rows: list[dict[str, Any]] = json.loads(DEV_FILE.read_text("utf-8"))["vins"]
+def _dev_rows() -> list[dict[str, Any] | None]:
+    """The rows of tests/data/vins-dev.json, or one ``None`` when the file is missing: then the
+    parametrized test below runs once and FAILS (an empty parametrization would only skip)."""
+    if not VINS_DEV.is_file():
+        return [None]
+    rows: list[dict[str, Any] | None] = json.loads(VINS_DEV.read_text("utf-8"))["vins"]
     return rows
 
 
 DEV_ROWS = _dev_rows()
 
 
-@pytest.mark.skipif(not DEV_FILE.is_file(), reason=f"{DEV_FILE} is not there")
-@pytest.mark.parametrize("row", DEV_ROWS, ids=[row["vin"] for row in DEV_ROWS])
-def test_dev_corpus(row: dict[str, Any]) -> None:
+def test_dev_corpus_is_there() -> None:
+    """The in-repo corpus exists and has rows (a missing file fails, never skips)."""
+    rows = load_json(VINS_DEV)["vins"]
+    assert len(rows) >= 20, f"{VINS_DEV.name} has only {len(rows)} rows"
+
+
+@pytest.mark.parametrize(
+    "row", DEV_ROWS, ids=[row["vin"] if row else "vins-dev.json-missing" for row in DEV_ROWS]
+)
+def test_dev_corpus(row: dict[str, Any] | None) -> None:
+    if row is None:
+        pytest.fail(missing(VINS_DEV), pytrace=False)
     assert row["src"], "every row names its public source"
     decoded = decode(row["vin"], reference_date=REFERENCE_DATE)
     if "make" in row:
