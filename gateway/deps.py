@@ -45,13 +45,20 @@ from gateway.errors import (
     AdminRequired,
     ConsentWithdrawn,
     GatewayError,
+    InvalidToken,
     NotAuthenticated,
     PolicyAcceptanceRequired,
 )
-from gateway.limits.limiter import Decision, LimiterUnavailable
+from gateway.limits.limiter import (
+    Decision,
+    LimiterUnavailable,
+    RateLimited,
+    SuspiciousUsageBlocked,
+)
 from gateway.lookups.schemas import DecodeRequest, LookupRequest, VinBody
+from gateway.openapi import VIN_ATTESTATION_PARAMETER, declares
 from gateway.searchlog.service import QueryEvent
-from gateway.security.attestation import Attestation, AttestationReplayed
+from gateway.security.attestation import Attestation, AttestationError, AttestationReplayed
 from gateway.state import AppState
 
 
@@ -78,6 +85,7 @@ def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
+@declares(NotAuthenticated, InvalidToken, AccountSuspended)
 async def authenticated(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -95,6 +103,7 @@ async def authenticated(
 Authenticated = Annotated[AccountState, Depends(authenticated)]
 
 
+@declares(rate_limit=True)
 async def current_account(
     account: Authenticated, request: Request, response: Response
 ) -> AccountState:
@@ -113,6 +122,7 @@ async def current_account(
 CurrentAccount = Annotated[AccountState, Depends(current_account)]
 
 
+@declares(RateLimited, LimiterUnavailable)
 async def ip_limited(request: Request) -> None:
     """Per-client-network flood limit of unauthenticated endpoints (registration, login)."""
     state = state_of(request)
@@ -128,6 +138,7 @@ async def ip_limited(request: Request) -> None:
 IpLimited = Annotated[None, Depends(ip_limited)]
 
 
+@declares(AdminRequired)
 async def current_admin(account: CurrentAccount) -> AccountState:
     if account.role != "admin":
         raise AdminRequired()
@@ -200,6 +211,7 @@ class QueryLog:
         )
 
 
+@declares(rate_limit=True)  # a refusal after the account is known carries the RateLimit fields
 async def query_log(request: Request) -> AsyncIterator[QueryLog]:
     state = state_of(request)
     route = request.scope.get("route")
@@ -240,6 +252,7 @@ async def query_log(request: Request) -> AsyncIterator[QueryLog]:
 QueryLogDep = Annotated[QueryLog, Depends(query_log)]
 
 
+@declares(SuspiciousUsageBlocked, ConsentWithdrawn, PolicyAcceptanceRequired)
 async def vin_account(account: Authenticated, log: QueryLogDep, request: Request) -> AccountState:
     state = state_of(request)
     log.account_id, log.account = account.id, account
@@ -274,13 +287,21 @@ def require_valid(decoded: vinlib.DecodedVIN) -> vinlib.DecodedVIN:
 Step = Callable[..., Coroutine[Any, Any, Any]]
 
 
+#: Every refusal of the attestation verifier (each a subclass; the base is never sent).
+ATTESTATION_REFUSALS: tuple[type[GatewayError], ...] = tuple(AttestationError.__subclasses__())
+
+
 def attestation_step(model: type[VinBody]) -> Step:
+    # The header is optional to FastAPI, so that a missing one is the verifier's
+    # attestation_missing problem rather than a 422; the document declares it required.
+    @declares(*ATTESTATION_REFUSALS, parameters=[VIN_ATTESTATION_PARAMETER])
     async def verified_attestation(
         body: model,  # type: ignore[valid-type]
         log: QueryLogDep,
         request: Request,
         vin_attestation: Annotated[
-            str | None, Header(description="The per-query attestation (compact JWS)")
+            str | None,
+            Header(description="The per-query attestation (compact JWS)", include_in_schema=False),
         ] = None,
     ) -> Attestation:
         account = log.after("account", log.account)
@@ -295,6 +316,7 @@ def attestation_step(model: type[VinBody]) -> Step:
 
 
 def vin_step(model: type[VinBody]) -> Step:
+    @declares(InvalidVIN)
     async def valid_vin(body: model, log: QueryLogDep) -> vinlib.DecodedVIN:  # type: ignore[valid-type]
         log.after("attestation", log.attestation)
         log.decoded = require_valid(vinlib.decode(body.vin))  # type: ignore[attr-defined]
@@ -306,6 +328,7 @@ def vin_step(model: type[VinBody]) -> Step:
 def quota_step(model: type[VinBody], cost: int) -> Step:
     # ``body`` is declared (not used) so FastAPI skips this step, like the others, when the
     # body does not validate: a bad request never spends a quota or claims a jti.
+    @declares(LimiterUnavailable, RateLimited, SuspiciousUsageBlocked, AttestationReplayed)
     async def quota(
         body: model,  # type: ignore[valid-type]
         request: Request,

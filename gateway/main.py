@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.accounts.endpoints import router as accounts_router
 from gateway.admin.endpoints import router as admin_router
+from gateway.apidocs import install_docs
 from gateway.config import Settings
 from gateway.deps import StateDep
 from gateway.errors import (
@@ -41,6 +42,7 @@ from gateway.errors import (
     problem_bytes,
 )
 from gateway.lookups.endpoints import router as lookups_router
+from gateway.openapi import declares, install_openapi
 from gateway.privacy.endpoints import router as privacy_router
 from gateway.state import build_state
 
@@ -62,7 +64,7 @@ FORM_PATHS = frozenset({"/v1/auth/token"})
 
 #: The catalogue web frontend (static files, no build step), served at / when enabled.
 WEB_DIR = Path(__file__).resolve().parent / "web"
-#: Security headers of the frontend's responses only (/docs loads Swagger UI from a CDN).
+#: Security headers of the frontend's responses (/docs and /redoc have their own: ``apidocs``).
 FRONTEND_HEADERS = [
     (
         b"content-security-policy",
@@ -232,6 +234,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "`code`."
         ),
         lifespan=lifespan,
+        docs_url=None,  # served offline with a strict CSP by ``install_docs``
+        redoc_url=None,
     )
     install_error_handlers(app)
     app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes)
@@ -243,6 +247,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["ops"])
+    @declares(ServiceUnavailable)
     async def readyz(state: StateDep) -> dict[str, Any]:
         checks: dict[str, str] = {}
         for name, db in (("accounts", state.accounts_db), ("searchlog", state.searchlog_db)):
@@ -272,6 +277,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
                 return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
             return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    install_docs(app)
+    install_openapi(app)
 
     if settings.frontend_enabled:  # last, so that every API route wins
         app.router.routes.append(

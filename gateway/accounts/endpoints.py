@@ -18,7 +18,15 @@ from gateway.accounts.models import (
     AttestationKeyPublic,
     ConsentAccept,
 )
+from gateway.accounts.service import (
+    AttestationKeyExists,
+    PolicyVersionMismatch,
+    UnsupportedAttestationKey,
+    WeakPassword,
+)
 from gateway.deps import CurrentAccount, IpLimited, StateDep, client_ip
+from gateway.errors import EmailTaken, InvalidCredentials, NotFound
+from gateway.openapi import declares
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 
@@ -35,6 +43,7 @@ class AttestationKeyCreated(BaseModel):
 
 
 @router.post("/accounts", status_code=201)
+@declares(PolicyVersionMismatch, EmailTaken, WeakPassword)
 async def register(
     body: AccountCreate, request: Request, _limit: IpLimited, state: StateDep
 ) -> AccountPublic:
@@ -43,6 +52,7 @@ async def register(
 
 
 @router.post("/auth/token")
+@declares(InvalidCredentials)
 async def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()], _limit: IpLimited, state: StateDep
 ) -> TokenResponse:
@@ -52,6 +62,7 @@ async def token(
 
 
 @router.post("/me/consent")
+@declares(PolicyVersionMismatch, NotFound)
 async def accept_policy(
     body: ConsentAccept, account: CurrentAccount, state: StateDep
 ) -> AccountPublic:
@@ -60,6 +71,7 @@ async def accept_policy(
 
 
 @router.delete("/me/consent")
+@declares(NotFound)
 async def withdraw_consent(account: CurrentAccount, state: StateDep) -> AccountPublic:
     updated = await state.accounts.withdraw_consent(account.id)
     return AccountPublic.model_validate(updated, from_attributes=True)
@@ -80,12 +92,14 @@ async def list_api_keys(account: CurrentAccount, state: StateDep) -> list[ApiKey
 
 
 @router.delete("/api-keys/{key_id}")
+@declares(NotFound)
 async def revoke_api_key(key_id: str, account: CurrentAccount, state: StateDep) -> ApiKeyPublic:
     key = await state.accounts.revoke_api_key(account.id, key_id)
     return ApiKeyPublic.model_validate(key, from_attributes=True)
 
 
 @router.post("/attestation-keys", status_code=201)
+@declares(UnsupportedAttestationKey, AttestationKeyExists)
 async def register_attestation_key(
     body: AttestationKeyCreate, account: CurrentAccount, state: StateDep
 ) -> AttestationKeyCreated:
@@ -102,6 +116,7 @@ async def list_attestation_keys(
 
 
 @router.delete("/attestation-keys/{kid}")
+@declares(NotFound)
 async def revoke_attestation_key(
     kid: str, account: CurrentAccount, state: StateDep
 ) -> AttestationKeyPublic:

@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.accounts.models import AccountPublic, FlagPublic
 from gateway.deps import CurrentAdmin, StateDep
+from gateway.errors import NotFound, ServiceUnavailable
+from gateway.limits.limiter import LimiterUnavailable
+from gateway.openapi import declares
 from gateway.searchlog.models import SearchEventPublic
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -27,6 +30,7 @@ class Disclosure(BaseModel):
 
 
 @router.post("/accounts/{account_id}/suspend")
+@declares(NotFound)
 async def suspend(
     account_id: str, body: Reason, admin: CurrentAdmin, state: StateDep
 ) -> AccountPublic:
@@ -35,6 +39,7 @@ async def suspend(
 
 
 @router.post("/accounts/{account_id}/unsuspend")
+@declares(NotFound)
 async def unsuspend(
     account_id: str, body: Reason, admin: CurrentAdmin, state: StateDep
 ) -> AccountPublic:
@@ -61,6 +66,7 @@ class Unblocked(BaseModel):
 
 
 @router.post("/accounts/{account_id}/unblock")
+@declares(NotFound, LimiterUnavailable)
 async def unblock(account_id: str, body: Reason, admin: CurrentAdmin, state: StateDep) -> Unblocked:
     """Lift a limiter block and its counters by hand; resolves the account's open flags."""
     await state.accounts.get(account_id)
@@ -70,6 +76,7 @@ async def unblock(account_id: str, body: Reason, admin: CurrentAdmin, state: Sta
 
 
 @router.post("/accounts/{account_id}/disclosure")
+@declares(NotFound, ServiceUnavailable)
 async def disclosure(
     account_id: str, body: Reason, admin: CurrentAdmin, state: StateDep
 ) -> Disclosure:
@@ -81,6 +88,7 @@ async def disclosure(
 
 
 @router.get("/search-stats")
+@declares(ServiceUnavailable)
 async def search_stats(
     admin: CurrentAdmin,
     state: StateDep,
@@ -98,6 +106,7 @@ class LegalHold(BaseModel):
 
 
 @router.post("/accounts/{account_id}/legal-hold")
+@declares(NotFound)
 async def legal_hold(
     account_id: str, body: Reason, admin: CurrentAdmin, state: StateDep
 ) -> LegalHold:

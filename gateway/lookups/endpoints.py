@@ -10,13 +10,20 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 import vin as vinlib
-from gateway.catalogue.backends import VehicleFeatures
+from gateway.catalogue.backends import (
+    CatalogueBadGateway,
+    CatalogueTimeout,
+    CatalogueUnavailable,
+    VehicleFeatures,
+    VehicleTypeNotMatching,
+)
 from gateway.deps import (
     CatalogueDep,
     CurrentAccount,
     DecodeAttestation,
     DecodeQuota,
     DecodeVIN,
+    InvalidVIN,
     LookupAttestation,
     LookupQuota,
     LookupVIN,
@@ -25,6 +32,8 @@ from gateway.deps import (
     VINAccount,
     require_valid,
 )
+from gateway.limits.limiter import LimiterUnavailable, RateLimited, SuspiciousUsageBlocked
+from gateway.lookups import examples
 from gateway.lookups.schemas import (
     AttestationIssued,
     AttestationRequest,
@@ -34,6 +43,7 @@ from gateway.lookups.schemas import (
     LookupRequest,
     LookupResponse,
 )
+from gateway.openapi import declares
 from gateway.security import jws
 from gateway.security.attestation import (
     TYP,
@@ -44,6 +54,9 @@ from gateway.security.attestation import (
 )
 
 router = APIRouter(prefix="/v1", tags=["vins"])
+
+#: What the parts catalogue can refuse (the embedded sample never does; an upstream can).
+CATALOGUE_ERRORS = (CatalogueUnavailable, CatalogueBadGateway, CatalogueTimeout)
 
 
 def features_of(vehicle: Any) -> VehicleFeatures:
@@ -60,7 +73,12 @@ def features_of(vehicle: Any) -> VehicleFeatures:
     )
 
 
-@router.post("/vins/decode", name="decode")
+@router.post(
+    "/vins/decode",
+    name="decode",
+    responses=examples.response_example(200, examples.DECODE_RESPONSE),
+    openapi_extra=examples.request_body(example=examples.DECODE_REQUEST),
+)
 async def decode(
     body: DecodeRequest,
     log: QueryLogDep,
@@ -73,7 +91,13 @@ async def decode(
     return DecodeResponse.model_validate({"vehicle": vin.to_dict()})
 
 
-@router.post("/lookups", name="lookup")
+@router.post(
+    "/lookups",
+    name="lookup",
+    responses=examples.response_example(200, examples.LOOKUP_RESPONSE),
+    openapi_extra=examples.request_body(example=examples.LOOKUP_REQUEST),
+)
+@declares(*CATALOGUE_ERRORS, VehicleTypeNotMatching)
 async def lookup(
     body: LookupRequest,
     log: QueryLogDep,
@@ -101,7 +125,23 @@ async def lookup(
     )
 
 
-@router.post("/attestations", name="issue_attestation", status_code=201)
+@router.post(
+    "/attestations",
+    name="issue_attestation",
+    status_code=201,
+    responses=examples.response_example(201, examples.ATTESTATION_RESPONSE),
+    openapi_extra=examples.request_body(examples=examples.ATTESTATION_REQUESTS),
+)
+@declares(
+    InvalidVIN,
+    LimiterUnavailable,
+    RateLimited,
+    SuspiciousUsageBlocked,
+    OwnerAuthorizationMissing,
+    OwnerAuthorizationExpired,
+    PurposeOutOfScope,
+    rate_limit=True,
+)
 async def issue_attestation(
     body: AttestationRequest,
     request: Request,
@@ -110,7 +150,10 @@ async def issue_attestation(
     account: VINAccount,
     state: StateDep,
 ) -> AttestationIssued:
-    """A gateway-issued attestation for an interactive user's declaration (one per query)."""
+    """A gateway-issued attestation for an interactive user's declaration (one per query).
+
+    This endpoint takes no `VIN-Attestation`: it issues one, for the VIN in the body, to be sent
+    with the next `POST /v1/lookups` or `POST /v1/vins/decode`."""
     now = int(time.time())
     normalized = vinlib.normalize(body.vin)
     log.vin = normalized
@@ -154,5 +197,6 @@ async def issue_attestation(
 
 
 @router.get("/catalogue/categories", tags=["catalogue"])
+@declares(*CATALOGUE_ERRORS)
 async def categories(account: CurrentAccount, catalogue: CatalogueDep) -> CategoriesResponse:
     return CategoriesResponse.model_validate({"categories": await catalogue.categories()})

@@ -14,7 +14,10 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
 from gateway.accounts.models import AccountPublic, AccountUpdate
+from gateway.accounts.service import WeakPassword
 from gateway.deps import CurrentAccount, StateDep
+from gateway.errors import EmailTaken, InvalidRequest, NotFound, ServiceUnavailable
+from gateway.openapi import declares
 
 router = APIRouter(prefix="/v1", tags=["privacy"])
 
@@ -36,11 +39,13 @@ async def privacy_policy(state: StateDep) -> PrivacyPolicy:
 
 
 @router.get("/me")
+@declares(NotFound)
 async def me(account: CurrentAccount, state: StateDep) -> AccountPublic:
     return AccountPublic.model_validate(await state.accounts.get(account.id), from_attributes=True)
 
 
 @router.patch("/me")
+@declares(NotFound, InvalidRequest, WeakPassword, EmailTaken)
 async def correct_me(
     body: AccountUpdate, account: CurrentAccount, state: StateDep
 ) -> AccountPublic:
@@ -49,6 +54,7 @@ async def correct_me(
 
 
 @router.delete("/me", status_code=204)
+@declares(ServiceUnavailable)  # the search log must be flushed before the erasure
 async def cancel_me(account: CurrentAccount, state: StateDep) -> Response:
     """Cancel the account: its search-log rows (queued ones flushed first) are erased, then the
     account itself. Rows under a legal hold stay until it is lifted (docs/searchlog.md)."""
@@ -58,6 +64,7 @@ async def cancel_me(account: CurrentAccount, state: StateDep) -> Response:
 
 
 @router.get("/me/export")
+@declares(NotFound, ServiceUnavailable)
 async def export_me(account: CurrentAccount, state: StateDep) -> dict[str, Any]:
     data = await state.accounts.export(account.id)
     rows = await state.searchlog.rows_for_account(account.id)
