@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     catalogue_timeout_s: float = Field(default=2.0, gt=0)
     catalogue_retries: int = Field(default=2, ge=0, le=5)
     catalogue_cache_size: int = Field(default=4096, ge=0)
+    # 5 min: a catalogue changes a few times a day, so a fix or a new type is seen within minutes,
+    # while repeat lookups of a vehicle (a workshop queries one car several times in a visit)
+    # are still served from the cache; 0: no caching (every lookup asks the catalogue)
+    catalogue_cache_ttl_s: float = Field(default=300.0, ge=0)
 
     instance: str = "gw-1"
     issuer: str = "vin-gateway"
@@ -103,7 +107,10 @@ class Settings(BaseSettings):
 
     access_token_ttl_s: int = Field(default=900, gt=0)
     token_signing_key: SecretStr | None = None
-    auth_cache_ttl_s: float = Field(default=5.0, ge=0)
+    # credential/account/key cache: minutes while the Redis invalidation subscription is up,
+    # the short TTL while it is down (gateway/accounts/auth.py); negatives live the short TTL
+    auth_cache_ttl_s: float = Field(default=300.0, ge=0)
+    auth_cache_short_ttl_s: float = Field(default=5.0, ge=0)
 
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)

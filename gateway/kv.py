@@ -7,8 +7,6 @@ embedded mode refuses more than one worker.
 
 from __future__ import annotations
 
-from typing import Any
-
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -16,11 +14,11 @@ from redis.backoff import NoBackoff
 from gateway.config import Settings
 
 
-def make_redis(settings: Settings) -> Any:
+def make_redis(settings: Settings) -> aioredis.Redis:
     if settings.redis_url is None:
         import fakeredis
 
-        return fakeredis.FakeAsyncRedis()
+        return fakeredis.FakeAsyncRedis()  # a redis.asyncio.Redis subclass
     # Bounded: one attempt, no backoff, so a dead Redis fails a request within the timeout.
     return aioredis.Redis.from_url(
         settings.redis_url,

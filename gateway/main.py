@@ -31,19 +31,18 @@ from gateway.admin.endpoints import router as admin_router
 from gateway.apidocs import install_docs
 from gateway.config import Settings
 from gateway.deps import StateDep
-from gateway.errors import (
+from gateway.exceptions import (
     BadRequest,
     GatewayError,
     InternalError,
     PayloadTooLarge,
     ServiceUnavailable,
     UnsupportedMediaType,
-    install_error_handlers,
-    problem_bytes,
 )
 from gateway.lookups.endpoints import router as lookups_router
 from gateway.openapi import declares, install_openapi
 from gateway.privacy.endpoints import router as privacy_router
+from gateway.problems import install_error_handlers, problem_bytes
 from gateway.state import build_state
 
 access_log = logging.getLogger("vin_gateway.access")

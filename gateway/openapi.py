@@ -28,8 +28,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.catalogue.backends import CatalogueUnavailable
-from gateway.errors import (
-    PROBLEM_JSON,
+from gateway.exceptions import (
     BadRequest,
     GatewayError,
     InvalidRequest,
@@ -38,7 +37,8 @@ from gateway.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from gateway.limits.limiter import LimiterUnavailable, RateLimited, SuspiciousUsageBlocked
+from gateway.limits.exceptions import LimiterUnavailable, RateLimited, SuspiciousUsageBlocked
+from gateway.problems import PROBLEM_JSON
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -159,11 +159,16 @@ def declares(
     *errors: type[GatewayError],
     rate_limit: bool = False,
     parameters: Iterable[dict[str, Any]] = (),
+    body: type[BaseModel] | None = None,
 ) -> Callable[[F], F]:
     """Mark a dependency or endpoint: the refusals it raises, whether its answers carry the
-    RateLimit fields, and header parameters it reads but declares itself (see deps)."""
+    RateLimit fields, header parameters it reads but declares itself, and the JSON body model
+    of an endpoint that reads and validates its body itself (the VIN endpoints do, so that a
+    malformed body is recorded like any refusal)."""
 
     def mark(fn: F) -> F:
+        if body is not None:
+            fn.__body__ = body  # type: ignore[attr-defined]
         fn.__problems__ = (*getattr(fn, "__problems__", ()), *errors)  # type: ignore[attr-defined]
         fn.__rate_limit__ = rate_limit or getattr(fn, "__rate_limit__", False)  # type: ignore[attr-defined]
         fn.__parameters__ = (*getattr(fn, "__parameters__", ()), *parameters)  # type: ignore[attr-defined]
@@ -190,12 +195,23 @@ def route_errors(route: Any) -> list[type[GatewayError]]:
         found.extend(getattr(call, "__problems__", ()))
     if route.methods & {"POST", "PUT", "PATCH"}:
         found.extend(WRITE_ERRORS)
-    if route.body_field is not None:
+    if route.body_field is None and route_body(route) is not None:
+        found.extend(BODY_ERRORS)
+    elif route.body_field is not None:
         is_form = isinstance(route.body_field.field_info, params.Form)
         found.extend(e for e in BODY_ERRORS if not (is_form and e is MalformedJSON))
     if _has_query(route.dependant):
         found.append(InvalidRequest)
     return list(dict.fromkeys(found))  # first-seen order, no duplicates
+
+
+def route_body(route: Any) -> type[BaseModel] | None:
+    """The JSON body model an endpoint validates itself (``declares(body=...)``), if any."""
+    for call in _calls(route.dependant):
+        model: type[BaseModel] | None = getattr(call, "__body__", None)
+        if model is not None:
+            return model
+    return None
 
 
 def route_rate_limited(route: Any) -> bool:
@@ -304,6 +320,11 @@ def document_operation(operation: dict[str, Any], route: Any) -> None:
         success = responses.setdefault(str(route.status_code or 200), {})
         success["headers"] = {**success.get("headers", {}), **_header_refs(RATE_LIMIT_HEADERS)}
     operation["responses"] = dict(sorted(responses.items()))
+    model = route_body(route)
+    if model is not None:
+        ref = {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+        body = {"required": True, "content": {"application/json": ref}}
+        operation["requestBody"] = _merge(body, operation.get("requestBody", {}))
     parameters = operation.setdefault("parameters", [])
     for param in route_parameters(route):
         if not any(
@@ -327,14 +348,17 @@ def _references(node: Any, name: str) -> bool:
     return False
 
 
-def complete(schema: dict[str, Any]) -> None:
-    """Add the Problem schema and the headers; drop FastAPI's JSON 422, which is never sent
-    (validation failures are ``invalid_request`` problems)."""
+def complete(schema: dict[str, Any], bodies: Iterable[type[BaseModel]] = ()) -> None:
+    """Add the Problem schema, the body models endpoints validate themselves and the headers;
+    drop FastAPI's JSON 422, which is never sent (validation failures are ``invalid_request``
+    problems)."""
     components = schema.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
-    problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
-    schemas.update(problem.pop("$defs", {}))
-    schemas["Problem"] = problem
+    models: list[type[BaseModel]] = [Problem, *bodies]
+    for model in models:
+        found = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(found.pop("$defs", {}))
+        schemas[model.__name__] = found
     components.setdefault("headers", {}).update(copy.deepcopy(HEADERS))
     for item in schema.get("paths", {}).values():
         for operation in item.values():
@@ -358,12 +382,16 @@ def install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = generate()
+            bodies: dict[str, type[BaseModel]] = {}
             for route in api_routes(app):
                 item = schema.get("paths", {}).get(route.path_format, {})
                 for method in sorted(route.methods or ()):
                     if method.lower() in item:
                         document_operation(item[method.lower()], route)
-            complete(schema)
+                model = route_body(route)
+                if model is not None:
+                    bodies[model.__name__] = model
+            complete(schema, bodies.values())
         assert app.openapi_schema is not None
         return app.openapi_schema
 

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any
+
+from redis.asyncio import Redis
+from starlette.requests import HTTPConnection
 
 from gateway.accounts.auth import Authenticator
+from gateway.accounts.invalidation import InvalidationBus
+from gateway.accounts.models import Flag
 from gateway.accounts.service import AccountService
-from gateway.catalogue.backends import Catalogue, EmbeddedBackend, UpstreamBackend
+from gateway.catalogue.backends import Catalogue, build_catalogue
 from gateway.config import Settings
 from gateway.db import Database, migrate
 from gateway.kv import make_redis
+from gateway.limits.consequences import Consequences, FlagFinding
 from gateway.limits.limiter import Limiter, LimitPolicy
+from gateway.lookups.service import VinQuery
 from gateway.searchlog.service import SearchLog
 from gateway.secrets import load_or_create
 from gateway.security import jws
@@ -31,7 +38,7 @@ class AppState:
     settings: Settings
     accounts_db: Database
     searchlog_db: Database
-    redis: Any
+    redis: Redis
     limiter: Limiter
     ip_policy: LimitPolicy
     passwords: Passwords
@@ -42,8 +49,14 @@ class AppState:
     gateway_attestation_key: jws.BoundKey
     catalogue: Catalogue
     searchlog: SearchLog
+    consequences: Consequences
+    vin_query: VinQuery
+    invalidations: InvalidationBus | None = None
 
     async def close(self) -> None:
+        await self.consequences.drain()
+        if self.invalidations is not None:
+            await self.invalidations.close()
         await self.searchlog.stop()
         await self.catalogue.close()
         await self.accounts_db.dispose()
@@ -51,24 +64,9 @@ class AppState:
         await self.redis.aclose()
 
 
-def _names(csv: str) -> frozenset[str]:
-    return frozenset(n.strip() for n in csv.split(",") if n.strip())
-
-
-def limit_policy(settings: Settings) -> LimitPolicy:
-    return LimitPolicy(
-        capacity=settings.limit_vin_burst,
-        refill_per_s=settings.limit_vin_per_s,
-        score_threshold=settings.limit_score_threshold,
-        score_window_s=settings.limit_score_window_s,
-        distinct_max=settings.limit_distinct_max,
-        seq_threshold=settings.limit_seq_threshold,
-        seq_max_step=settings.limit_seq_max_step,
-        first_block_s=settings.limit_first_block_s,
-        max_block_s=settings.limit_max_block_s,
-        shadow=_names(settings.limit_shadow),
-        allow_list=_names(settings.limit_allow_list),
-    )
+def app_state(connection: HTTPConnection) -> AppState:
+    """The lifespan's state, from a request (the ``StateDep`` dependency)."""
+    return connection.app.state.gw  # type: ignore[no-any-return]
 
 
 def run_migrations(settings: Settings) -> None:
@@ -109,9 +107,12 @@ async def build_state(settings: Settings, *, migrate_on_start: bool = True) -> A
         accounts,
         tokens,
         ttl_s=settings.auth_cache_ttl_s,
+        short_ttl_s=settings.auth_cache_short_ttl_s,
         gateway_keys={GATEWAY_ATTESTATION_KID: gateway_key},
     )
     accounts.on_change = auth.forget
+    invalidations = InvalidationBus(redis, auth, timeout_s=settings.redis_timeout_s)
+    accounts.notify = invalidations.publish
     verifier = AttestationVerifier(
         resolve_key=auth.attestation_key,
         issuer=settings.issuer,
@@ -120,26 +121,33 @@ async def build_state(settings: Settings, *, migrate_on_start: bool = True) -> A
         future_iat_leeway_s=settings.attestation_future_iat_leeway_s,
         exp_leeway_s=settings.attestation_exp_leeway_s,
     )
-    if settings.catalogue_url:
-        backend: Any = UpstreamBackend(
-            settings.catalogue_url,
-            timeout_s=settings.catalogue_timeout_s,
-            retries=settings.catalogue_retries,
-        )
-    else:
-        backend = EmbeddedBackend()
-    catalogue = Catalogue(backend, cache_size=settings.catalogue_cache_size)
+    catalogue = build_catalogue(settings)
     searchlog = SearchLog.from_settings(settings, searchlog_db)
+    limiter = Limiter(redis, LimitPolicy.from_settings(settings), key=limiter_key)
+
+    async def flag(finding: FlagFinding) -> None:
+        await accounts.add_flag(Flag(**dataclasses.asdict(finding)))
+
+    consequences = Consequences(limiter, flag)
+    vin_query = VinQuery(
+        settings=settings,
+        auth=auth,
+        verifier=verifier,
+        limiter=limiter,
+        consequences=consequences,
+        catalogue=catalogue,
+        searchlog=searchlog,
+        gateway_attestation_key=gateway_key,
+    )
     await searchlog.start()
+    invalidations.start()
     return AppState(
         settings=settings,
         accounts_db=accounts_db,
         searchlog_db=searchlog_db,
         redis=redis,
-        limiter=Limiter(redis, limit_policy(settings), key=limiter_key),
-        ip_policy=LimitPolicy(
-            name="ip", capacity=settings.limit_ip_burst, refill_per_s=settings.limit_ip_per_s
-        ),
+        limiter=limiter,
+        ip_policy=LimitPolicy.per_network(settings),
         passwords=passwords,
         tokens=tokens,
         accounts=accounts,
@@ -148,4 +156,7 @@ async def build_state(settings: Settings, *, migrate_on_start: bool = True) -> A
         gateway_attestation_key=gateway_key,
         catalogue=catalogue,
         searchlog=searchlog,
+        consequences=consequences,
+        vin_query=vin_query,
+        invalidations=invalidations,
     )

@@ -55,6 +55,7 @@ from redis.backoff import NoBackoff
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from gateway.config import Settings  # noqa: E402
 from gateway.limits.limiter import Limiter, LimitPolicy  # noqa: E402
 from loadtests.public_vins import PUBLIC_VINS  # noqa: E402
 
@@ -263,9 +264,13 @@ async def main() -> int:
     load_before = os.getloadavg()
 
     accounts = [f"acct-{i:03d}-{secrets.token_hex(4)}" for i in range(args.accounts)]
-    policy = LimitPolicy(
-        capacity=10**9, refill_per_s=10**9, distinct_max=10**9, seq_threshold=10**9
+    unbounded = Settings(
+        limit_vin_burst=10**9,
+        limit_vin_per_s=10**9,
+        limit_distinct_max=10**9,
+        limit_seq_threshold=10**9,
     )
+    policy = LimitPolicy.from_settings(unbounded)
     limiter = Limiter(client, policy, key=b"k" * 32)
     contenders = ["plain (pipeline)", "plain (MULTI)", "empty script", "vin limiter"]
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in contenders}

@@ -84,6 +84,21 @@ def run_wrk(base: str, token_file: Path, auth: str, args: argparse.Namespace) ->
     return rps, int(bad.group(1)) if bad else 0
 
 
+def profiler(args: argparse.Namespace, base: str) -> subprocess.Popen[bytes]:
+    """py-spy attached to the worker serving ``base`` for the wrk run (collapsed stacks)."""
+    port = base.rsplit(":", 1)[1]
+    pid = subprocess.run(
+        ["pgrep", "-n", "-f", f"vin-gateway serve --port {port}"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+    return subprocess.Popen(
+        [spy, "record", "--pid", pid, "-r", "250", "-d", str(args.duration), "-f", "raw",
+         "-o", str(args.profile), "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def gateway_signer(data_dir: Path, account_id: str):  # type: ignore[no-untyped-def]
     """Attestations exactly as POST /v1/attestations issues them (HS256, kid gw-att-1)."""
     import base64
@@ -135,6 +150,11 @@ def main() -> int:
         "(the production layout) instead of inside it; the worker still enqueues every event",
     )
     parser.add_argument("--max-rps", type=int, default=6000, help="tokens to pre-sign per second")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="record the gateway worker with py-spy into this file (collapsed stacks)",
+    )
     parser.add_argument("--min-ratio", type=float, default=0.40)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -200,7 +220,10 @@ def main() -> int:
         lines = [sign(vin) + "\t" + vin for vin in (VINS[i % len(VINS)] for i in range(count))]
         gw_file = work / "gateway.tsv"
         gw_file.write_text("\n".join(lines) + "\n")
+        spy = profiler(args, base) if args.profile else None
         gw_rps, gw_bad = run_wrk(base, gw_file, f"Bearer {w['api_key']}", args)
+        if spy is not None:
+            spy.wait(timeout=args.duration + 30)
         if gw_rps * args.duration > count:
             print("warning: tokens were reused; raise --max-rps", file=sys.stderr)
 

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
+from gateway.accounts.deps import (
+    AccessTokensDep,
+    AccountServiceDep,
+    ClientIP,
+    CurrentAccount,
+    IpLimited,
+)
+from gateway.accounts.exceptions import EmailTaken, InvalidCredentials
 from gateway.accounts.models import (
     AccountCreate,
     AccountPublic,
@@ -24,8 +32,7 @@ from gateway.accounts.service import (
     UnsupportedAttestationKey,
     WeakPassword,
 )
-from gateway.deps import CurrentAccount, IpLimited, StateDep, client_ip
-from gateway.errors import EmailTaken, InvalidCredentials, NotFound
+from gateway.exceptions import NotFound
 from gateway.openapi import declares
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
@@ -45,80 +52,85 @@ class AttestationKeyCreated(BaseModel):
 @router.post("/accounts", status_code=201)
 @declares(PolicyVersionMismatch, EmailTaken, WeakPassword)
 async def register(
-    body: AccountCreate, request: Request, _limit: IpLimited, state: StateDep
+    body: AccountCreate, ip: ClientIP, _limit: IpLimited, service: AccountServiceDep
 ) -> AccountPublic:
-    account = await state.accounts.register(body, client_ip(request))
+    account = await service.register(body, ip)
     return AccountPublic.model_validate(account, from_attributes=True)
 
 
 @router.post("/auth/token")
 @declares(InvalidCredentials)
 async def token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], _limit: IpLimited, state: StateDep
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    _limit: IpLimited,
+    service: AccountServiceDep,
+    tokens: AccessTokensDep,
 ) -> TokenResponse:
-    account = await state.accounts.authenticate(form.username, form.password)
-    access_token, expires_in = state.tokens.issue(account.id)
+    account = await service.authenticate(form.username, form.password)
+    access_token, expires_in = tokens.issue(account.id)
     return TokenResponse(access_token=access_token, expires_in=expires_in)
 
 
 @router.post("/me/consent")
 @declares(PolicyVersionMismatch, NotFound)
 async def accept_policy(
-    body: ConsentAccept, account: CurrentAccount, state: StateDep
+    body: ConsentAccept, account: CurrentAccount, service: AccountServiceDep
 ) -> AccountPublic:
-    updated = await state.accounts.accept_policy(account.id, body.privacy_policy_version)
+    updated = await service.accept_policy(account.id, body.privacy_policy_version)
     return AccountPublic.model_validate(updated, from_attributes=True)
 
 
 @router.delete("/me/consent")
 @declares(NotFound)
-async def withdraw_consent(account: CurrentAccount, state: StateDep) -> AccountPublic:
-    updated = await state.accounts.withdraw_consent(account.id)
+async def withdraw_consent(account: CurrentAccount, service: AccountServiceDep) -> AccountPublic:
+    updated = await service.withdraw_consent(account.id)
     return AccountPublic.model_validate(updated, from_attributes=True)
 
 
 @router.post("/api-keys", status_code=201)
 async def create_api_key(
-    body: ApiKeyCreate, account: CurrentAccount, state: StateDep
+    body: ApiKeyCreate, account: CurrentAccount, service: AccountServiceDep
 ) -> ApiKeyCreated:
-    key, full = await state.accounts.create_api_key(account.id, body.name)
+    key, full = await service.create_api_key(account.id, body.name)
     return ApiKeyCreated(id=key.id, name=key.name, created_at=key.created_at, key=full)
 
 
 @router.get("/api-keys")
-async def list_api_keys(account: CurrentAccount, state: StateDep) -> list[ApiKeyPublic]:
-    keys = await state.accounts.list_api_keys(account.id)
+async def list_api_keys(account: CurrentAccount, service: AccountServiceDep) -> list[ApiKeyPublic]:
+    keys = await service.list_api_keys(account.id)
     return [ApiKeyPublic.model_validate(k, from_attributes=True) for k in keys]
 
 
 @router.delete("/api-keys/{key_id}")
 @declares(NotFound)
-async def revoke_api_key(key_id: str, account: CurrentAccount, state: StateDep) -> ApiKeyPublic:
-    key = await state.accounts.revoke_api_key(account.id, key_id)
+async def revoke_api_key(
+    key_id: str, account: CurrentAccount, service: AccountServiceDep
+) -> ApiKeyPublic:
+    key = await service.revoke_api_key(account.id, key_id)
     return ApiKeyPublic.model_validate(key, from_attributes=True)
 
 
 @router.post("/attestation-keys", status_code=201)
 @declares(UnsupportedAttestationKey, AttestationKeyExists)
 async def register_attestation_key(
-    body: AttestationKeyCreate, account: CurrentAccount, state: StateDep
+    body: AttestationKeyCreate, account: CurrentAccount, service: AccountServiceDep
 ) -> AttestationKeyCreated:
-    key = await state.accounts.register_attestation_key(account.id, body.jwk, body.name)
+    key = await service.register_attestation_key(account.id, body.jwk, body.name)
     return AttestationKeyCreated(kid=key.kid, alg=key.alg)
 
 
 @router.get("/attestation-keys")
 async def list_attestation_keys(
-    account: CurrentAccount, state: StateDep
+    account: CurrentAccount, service: AccountServiceDep
 ) -> list[AttestationKeyPublic]:
-    keys = await state.accounts.list_attestation_keys(account.id)
+    keys = await service.list_attestation_keys(account.id)
     return [AttestationKeyPublic.model_validate(k, from_attributes=True) for k in keys]
 
 
 @router.delete("/attestation-keys/{kid}")
 @declares(NotFound)
 async def revoke_attestation_key(
-    kid: str, account: CurrentAccount, state: StateDep
+    kid: str, account: CurrentAccount, service: AccountServiceDep
 ) -> AttestationKeyPublic:
-    key = await state.accounts.revoke_attestation_key(account.id, kid)
+    key = await service.revoke_attestation_key(account.id, kid)
     return AttestationKeyPublic.model_validate(key, from_attributes=True)

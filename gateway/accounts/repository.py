@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import delete
+from sqlalchemy import and_, delete, null
+from sqlalchemy import select as core_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
@@ -21,6 +23,20 @@ from gateway.accounts.models import (
 
 T = TypeVar("T")
 K = TypeVar("K", ApiKey, AttestationKey)
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialRow:
+    """What one request needs about its caller, read in one statement (no email, no hash of the
+    password: only the columns the request path uses)."""
+
+    account_id: str
+    role: str
+    status: str
+    consent_version: str | None
+    secret_sha256: str | None  # the API key's (None when resolving an access token's account)
+    kid: str | None  # the attestation key, when asked for, live and this account's
+    jwk: dict[str, Any] | None
 
 
 class AccountRepository:
@@ -65,6 +81,54 @@ class AccountRepository:
 
     async def attestation_key(self, kid: str) -> AttestationKey | None:
         return await self.session.get(AttestationKey, kid)
+
+    async def credential(
+        self, *, account_id: str | None = None, api_key_id: str | None = None, kid: str | None
+    ) -> CredentialRow | None:
+        """Account state, the API key's secret digest and the attestation key in ONE statement.
+
+        Exactly one of ``account_id`` (an access token's subject) and ``api_key_id`` (a live,
+        unrevoked key) is given. Every join is on a primary key (``api_key.id``, ``account.id``,
+        ``attestation_key.kid``, each indexed by the initial migration); the attestation key is
+        a LEFT JOIN, so an unknown, revoked or other account's kid yields NULL columns."""
+        stmt = core_select(
+            col(Account.id),
+            col(Account.role),
+            col(Account.status),
+            col(Account.consent_version),
+            (col(ApiKey.secret_sha256) if api_key_id is not None else null()).label("secret"),
+            (col(AttestationKey.kid) if kid is not None else null()).label("kid"),
+            (col(AttestationKey.jwk) if kid is not None else null()).label("jwk"),
+        )
+        if api_key_id is not None:
+            stmt = stmt.select_from(ApiKey).join(Account, col(Account.id) == ApiKey.account_id)
+            stmt = stmt.where(col(ApiKey.id) == api_key_id, col(ApiKey.revoked_at).is_(None))
+        elif account_id is not None:
+            stmt = stmt.select_from(Account).where(col(Account.id) == account_id)
+        else:
+            raise ValueError("give account_id or api_key_id")
+        if kid is not None:
+            stmt = stmt.outerjoin(
+                AttestationKey,
+                and_(
+                    col(AttestationKey.kid) == kid,
+                    col(AttestationKey.account_id) == Account.id,
+                    col(AttestationKey.revoked_at).is_(None),
+                ),
+            )
+        connection = await self.session.connection()
+        row = (await connection.execute(stmt.limit(1))).first()
+        if row is None:
+            return None
+        return CredentialRow(
+            account_id=row[0],
+            role=row[1],
+            status=row[2],
+            consent_version=row[3],
+            secret_sha256=row.secret,
+            kid=row.kid,
+            jwk=row.jwk,
+        )
 
     async def key(self, model: type[K], ident: str) -> K | None:
         """An API key or an attestation key by its id."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import string
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -20,7 +20,7 @@ from gateway.accounts.models import (
     Consent,
     Flag,
 )
-from gateway.accounts.repository import AccountRepository
+from gateway.accounts.repository import AccountRepository, CredentialRow
 from gateway.config import Settings
 from gateway.db import Database
 from gateway.errors import (
@@ -76,6 +76,14 @@ class AccountState:
     consent_version: str | None
 
 
+#: Told after a change the request path caches: (account id, reason, key id or None). Ids only.
+Notify = Callable[[str, str, str | None], Awaitable[None]]
+
+
+async def _no_notify(_account_id: str, _reason: str, _key_id: str | None) -> None:
+    return None
+
+
 class AccountService:
     def __init__(
         self,
@@ -83,11 +91,20 @@ class AccountService:
         passwords: Passwords,
         settings: Settings,
         on_change: Callable[[str], None] = lambda _id: None,
+        notify: Notify = _no_notify,
     ) -> None:
         self.db = db
         self.passwords = passwords
         self.settings = settings
         self.on_change = on_change  # drops cached state of this account (set by the app)
+        # tells the other workers and instances (Redis pub/sub, set by the app)
+        self.notify = notify
+
+    async def _changed(self, account_id: str, reason: str, key_id: str | None = None) -> None:
+        """This worker's caches at once, then everyone else's (a failed publish never fails the
+        change already committed: the publisher retries, see ``gateway.accounts.invalidation``)."""
+        self.on_change(account_id)
+        await self.notify(account_id, reason, key_id)
 
     # --- registration and login -----------------------------------------------------------
 
@@ -198,7 +215,7 @@ class AccountService:
                 await repo.commit()
             except IntegrityError as exc:
                 raise EmailTaken() from exc
-        self.on_change(account_id)
+        await self._changed(account_id, "account_updated")
         return account
 
     async def delete(self, account_id: str) -> None:
@@ -206,7 +223,7 @@ class AccountService:
             repo = AccountRepository(session)
             await repo.delete_account(account_id)
             await repo.commit()
-        self.on_change(account_id)
+        await self._changed(account_id, "account_deleted")
 
     async def export(self, account_id: str) -> dict[str, Any]:
         async with self.db.session() as session:
@@ -253,7 +270,7 @@ class AccountService:
                 Consent(account_id=account_id, policy_version=recorded, action=action, at=now)
             )
             await repo.commit()
-        self.on_change(account_id)
+        await self._changed(account_id, "consent_" + action)
         return account
 
     # --- API keys -------------------------------------------------------------------------
@@ -272,7 +289,9 @@ class AccountService:
             return list(await AccountRepository(session).api_keys(account_id))
 
     async def revoke_api_key(self, account_id: str, key_id: str) -> ApiKey:
-        return await self._revoke(ApiKey, key_id, account_id, "No such API key")
+        key = await self._revoke(ApiKey, key_id, account_id, "No such API key")
+        await self._changed(account_id, "api_key_revoked", key_id)
+        return key
 
     async def _revoke(self, model: type[K], ident: str, account_id: str, missing: str) -> K:
         """Mark the account's key revoked (idempotent); someone else's key is "not found"."""
@@ -285,7 +304,6 @@ class AccountService:
                 key.revoked_at = datetime.now(UTC)
                 await repo.add(key)
                 await repo.commit()
-        self.on_change(account_id)
         return key
 
     async def api_key_owner(self, key_id: str, secret_sha256: str) -> str | None:
@@ -333,12 +351,23 @@ class AccountService:
             return list(await AccountRepository(session).attestation_keys(account_id))
 
     async def revoke_attestation_key(self, account_id: str, kid: str) -> AttestationKey:
-        return await self._revoke(AttestationKey, kid, account_id, "No such attestation key")
+        key = await self._revoke(AttestationKey, kid, account_id, "No such attestation key")
+        await self._changed(account_id, "attestation_key_revoked", kid)
+        return key
 
     async def attestation_key(self, kid: str) -> AttestationKey | None:
         async with self.db.session() as session:
             key = await AccountRepository(session).attestation_key(kid)
         return None if key is None or key.revoked_at is not None else key
+
+    async def credential(
+        self, *, account_id: str | None = None, api_key_id: str | None = None, kid: str | None
+    ) -> CredentialRow | None:
+        """One round trip for the request path (see ``AccountRepository.credential``)."""
+        async with self.db.session() as session:
+            return await AccountRepository(session).credential(
+                account_id=account_id, api_key_id=api_key_id, kid=kid
+            )
 
     # --- administration -------------------------------------------------------------------
 
@@ -353,7 +382,7 @@ class AccountService:
             await repo.add(account)
             await repo.audit(admin_id, status, account_id, reason)
             await repo.commit()
-        self.on_change(account_id)
+        await self._changed(account_id, "status_changed")
         return account
 
     async def add_flag(self, flag: Flag) -> None:
@@ -423,5 +452,5 @@ class AccountService:
                     account.password_hash = await self.passwords.hash(password)
                 await repo.add(account)
             await repo.commit()
-        self.on_change(account.id)
+        await self._changed(account.id, "account_updated")
         return account, generated

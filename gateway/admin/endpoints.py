@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.accounts.models import AccountPublic, FlagPublic
 from gateway.deps import CurrentAdmin, StateDep
-from gateway.errors import NotFound, ServiceUnavailable
-from gateway.limits.limiter import LimiterUnavailable
+from gateway.exceptions import NotFound, ServiceUnavailable
+from gateway.limits.exceptions import LimiterUnavailable
 from gateway.openapi import declares
 from gateway.searchlog.models import SearchEventPublic
 

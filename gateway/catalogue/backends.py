@@ -3,7 +3,8 @@
 Data minimization: a catalogue (embedded or upstream) only ever receives ``VehicleFeatures``,
 the decoded facts of a VIN without its serial number (WMI, positions 4-8, make, model year,
 country, plant). The VIN itself never leaves the gateway. Answers are cached by those features
-(for matching) and by vehicle type (for parts), never by VIN, in bounded LRU caches.
+(for matching) and by vehicle type (for parts), never by VIN, in bounded LRU caches whose entries
+expire after ``catalogue_cache_ttl_s``, so changes in the catalogue become visible.
 
 Upstream protocol (served by ``vin-gateway catalogue-serve`` too):
 - ``POST /catalogue/v1/match`` ``{"features": {...}}`` -> ``{"types": [vehicle type, ...]}``
@@ -18,13 +19,22 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
-from cachetools import LRUCache
+from cachetools import TTLCache
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from gateway.catalogue.sample import SampleCatalogue
 from gateway.errors import GatewayError, ServiceUnavailable
+
+if TYPE_CHECKING:
+    from gateway.config import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,15 +154,54 @@ class CircuitBreaker:
         return max(1, int(self.cooldown_s - (self.clock() - self.opened_at)) + 1)
 
 
+# Backoff between attempts: "full jitter" (uniform in [0, min(0.1 s * 2**(n-1), 0.5 s)] before
+# retry n), so gateway workers that failed together do not retry in lock-step. Small on purpose: a
+# request waits on it, and the breaker, not a long backoff, protects a catalogue that is down.
+RETRY_WAIT_MULTIPLIER_S = 0.1
+RETRY_WAIT_MAX_S = 0.5
+# 5xx answers worth another attempt (transient); 501, 505, ... will not change on a retry
+RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
+
+
+def max_call_seconds(timeout_s: float, retries: int) -> float:
+    """Upper bound of one upstream call: every attempt at its deadline plus the longest waits."""
+    waits = sum(
+        min(RETRY_WAIT_MULTIPLIER_S * 2.0**n, RETRY_WAIT_MAX_S) for n in range(max(0, retries))
+    )
+    return timeout_s * (retries + 1) + waits
+
+
+class _Failed(Exception):
+    """One failed attempt: the problem to answer with, and whether another attempt may help."""
+
+    def __init__(self, problem: GatewayError, *, transient: bool) -> None:
+        super().__init__(problem.detail)
+        self.problem = problem
+        self.transient = transient
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, _Failed) and exc.transient
+
+
 class UpstreamBackend:
-    """An upstream catalogue over HTTP: pooled client, timeouts, bounded retries, breaker."""
+    """An upstream catalogue over HTTP: pooled client, timeouts, bounded retries, breaker.
+
+    Every call is an idempotent read, so transport errors, timeouts and the 5xx answers in
+    ``RETRYABLE_STATUS`` are retried (tenacity, ``retries`` more attempts, jittered backoff);
+    4xx answers and bad bodies are not. Each attempt has a hard deadline of ``timeout_s``
+    (``asyncio.timeout``, beyond httpx's per-operation timeouts, so a slowly dripping answer is
+    cut too), hence one call takes at most ``max_call_seconds(timeout_s, retries)``:
+    ``timeout_s * (retries + 1)`` plus the waits (at most 0.3 s for 2 retries; 6.3 s in all with
+    the defaults 2.0 s and 2 retries). The values come from the caller (``Settings``).
+    """
 
     def __init__(
         self,
         base_url: str,
         *,
-        timeout_s: float = 2.0,
-        retries: int = 2,
+        timeout_s: float,
+        retries: int,
         breaker: CircuitBreaker | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -163,42 +212,49 @@ class UpstreamBackend:
             transport=transport,
             headers={"User-Agent": "vin-gateway"},
         )
+        self.timeout_s = timeout_s
         self.retries = retries
         self.breaker = breaker or CircuitBreaker()
 
     async def _call(self, method: str, path: str, json: Any = None) -> Any:
         if not self.breaker.allow():
             raise CatalogueUnavailable(headers={"Retry-After": str(self.breaker.retry_after)})
-        last: GatewayError = CatalogueBadGateway()
-        for attempt in range(self.retries + 1):
-            try:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.retries + 1),
+            wait=wait_random_exponential(multiplier=RETRY_WAIT_MULTIPLIER_S, max=RETRY_WAIT_MAX_S),
+            retry=retry_if_exception(_transient),
+            reraise=True,
+        )
+        try:
+            body: Any = await retrying(self._attempt, method, path, json)
+        except _Failed as failed:
+            self.breaker.failure()
+            raise failed.problem from None
+        self.breaker.success()
+        return body
+
+    async def _attempt(self, method: str, path: str, json: Any) -> Any:
+        """One request within its deadline; raises ``_Failed`` or (4xx) the problem itself."""
+        try:
+            async with asyncio.timeout(self.timeout_s):
                 response = await self.client.request(method, path, json=json)
-            except httpx.TimeoutException:
-                last = CatalogueTimeout()
-            except httpx.TransportError:
-                last = CatalogueBadGateway("The parts catalogue could not be reached")
-            else:
-                if response.status_code < 500:
-                    if response.status_code >= 400:
-                        self.breaker.success()
-                        raise CatalogueBadGateway(
-                            f"The parts catalogue refused the request ({response.status_code})"
-                        )
-                    try:
-                        body = response.json()
-                    except ValueError:
-                        last = CatalogueBadGateway("The parts catalogue answered with bad JSON")
-                    else:
-                        self.breaker.success()
-                        return body
-                else:
-                    last = CatalogueBadGateway(
-                        f"The parts catalogue failed ({response.status_code})"
-                    )
-            if attempt < self.retries:
-                await asyncio.sleep(0.05 * (2**attempt))
-        self.breaker.failure()
-        raise last
+        except (httpx.TimeoutException, TimeoutError):
+            raise _Failed(CatalogueTimeout(), transient=True) from None
+        except httpx.TransportError:
+            problem = CatalogueBadGateway("The parts catalogue could not be reached")
+            raise _Failed(problem, transient=True) from None
+        status = response.status_code
+        if status >= 500:
+            problem = CatalogueBadGateway(f"The parts catalogue failed ({status})")
+            raise _Failed(problem, transient=status in RETRYABLE_STATUS)
+        if status >= 400:
+            self.breaker.success()  # it is up and answering: the request was refused
+            raise CatalogueBadGateway(f"The parts catalogue refused the request ({status})")
+        try:
+            return response.json()
+        except ValueError:
+            problem = CatalogueBadGateway("The parts catalogue answered with bad JSON")
+            raise _Failed(problem, transient=False) from None
 
     async def match(self, features: VehicleFeatures) -> list[dict[str, Any]]:
         body = await self._call("POST", "/catalogue/v1/match", {"features": features.to_dict()})
@@ -223,19 +279,33 @@ def _list_of_dicts(body: Any, key: str) -> list[dict[str, Any]]:
 
 
 class Catalogue:
-    """What the request path uses: a backend behind bounded caches (features, vehicle type)."""
+    """What the request path uses: a backend behind bounded caches (features, vehicle type).
+
+    Entries expire ``cache_ttl_s`` after they were stored (``cachetools.TTLCache``: LRU-bounded
+    by ``cache_size`` per cache, per-entry expiry on ``timer``), so a changed catalogue answer is
+    seen after at most that long. The values come from the caller (``build_catalogue`` passes
+    the ``Settings``); ``timer`` is injectable for tests.
+    """
 
     NO_MATCH = "No vehicle type in the catalogue matches this VIN's decoded features"
 
-    def __init__(self, backend: CatalogueBackend, cache_size: int = 4096) -> None:
+    def __init__(
+        self,
+        backend: CatalogueBackend,
+        *,
+        cache_size: int,
+        cache_ttl_s: float,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.backend = backend
-        self._matches: LRUCache[VehicleFeatures, list[dict[str, Any]]] = LRUCache(
-            max(1, cache_size)
+        size = max(1, cache_size)
+        self._matches: TTLCache[VehicleFeatures, list[dict[str, Any]]] = TTLCache(
+            size, cache_ttl_s, timer
         )
-        self._parts: LRUCache[tuple[str, tuple[str, ...] | None], list[dict[str, Any]]] = LRUCache(
-            max(1, cache_size)
+        self._parts: TTLCache[tuple[str, tuple[str, ...] | None], list[dict[str, Any]]] = TTLCache(
+            size, cache_ttl_s, timer
         )
-        self._categories: list[dict[str, Any]] | None = None
+        self._categories: TTLCache[None, list[dict[str, Any]]] = TTLCache(1, cache_ttl_s, timer)
 
     async def lookup(
         self,
@@ -268,9 +338,30 @@ class Catalogue:
         return CatalogueAnswer(vehicle_type=chosen, alternatives=alternatives, parts=parts)
 
     async def categories(self) -> list[dict[str, Any]]:
-        if self._categories is None:
-            self._categories = await self.backend.categories()
-        return self._categories
+        found = self._categories.get(None)
+        if found is None:
+            found = await self.backend.categories()
+            self._categories[None] = found
+        return found
 
     async def close(self) -> None:
         await self.backend.close()
+
+
+def build_catalogue(settings: Settings) -> Catalogue:
+    """The catalogue the settings describe, every value from them: the embedded sample (in
+    process, no retry wrapper) or an upstream with timeouts, retries and a breaker."""
+    backend: CatalogueBackend
+    if settings.catalogue_url:
+        backend = UpstreamBackend(
+            settings.catalogue_url,
+            timeout_s=settings.catalogue_timeout_s,
+            retries=settings.catalogue_retries,
+        )
+    else:
+        backend = EmbeddedBackend()
+    return Catalogue(
+        backend,
+        cache_size=settings.catalogue_cache_size,
+        cache_ttl_s=settings.catalogue_cache_ttl_s,
+    )

@@ -28,31 +28,15 @@ import hashlib
 import hmac
 import ipaddress
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
 
 from cachetools import TTLCache
 from redis.exceptions import RedisError
 
-from gateway.errors import GatewayError, ServiceUnavailable
-
-
-class RateLimited(GatewayError):
-    code, status, title = "rate_limited", 429, "Too many requests"
-
-
-class SuspiciousUsageBlocked(GatewayError):
-    code, status, title = (
-        "suspicious_usage_blocked",
-        429,
-        "This account is temporarily blocked for suspicious usage",
-    )
-
-
-class LimiterUnavailable(ServiceUnavailable):
-    code, title = "limiter_unavailable", "Rate limiting is unavailable; VIN queries fail closed"
-
+from gateway.config import Settings
+from gateway.limits.exceptions import LimiterUnavailable, RateLimited, SuspiciousUsageBlocked
 
 LOCAL_BLOCK_S = 5
 
@@ -61,24 +45,55 @@ SIGNAL_WEIGHTS = {"invalid_vin": 12, "attestation_refused": 12, "catalogue_miss"
 
 @dataclass(frozen=True, slots=True)
 class LimitPolicy:
-    """Defaults chosen on purpose (see docs/limits.md for the reasoning and the proofs)."""
+    """The limits one bucket family enforces. Built from Settings (``from_settings``), the one
+    source of every configurable default; docs/limits.md gives the reasons and the proofs."""
 
-    name: str = "vin"
-    capacity: int = 40  # burst: 20 lookups at once
-    refill_per_s: float = 5.0  # 2.5 lookups/s sustained; an honest workshop does <= 2/s
-    score_window_s: int = 3600
-    score_threshold: int = 300  # 25 invalid VINs or refused attestations, or 300 misses
+    name: str
+    capacity: int  # flood burst in cost units (a lookup costs 2)
+    refill_per_s: float
+    score_window_s: int
+    score_threshold: int
+    distinct_max: int  # distinct VINs per rolling DISTINCT_WINDOW_S
+    seq_max_step: int  # serials within this of the last one count as a step
+    seq_threshold: int  # steps in a walk before its next query is refused
+    first_block_s: int
+    max_block_s: int
+    shadow: frozenset[str]  # {"flood", "guessing", "distinct_vins", "sequential"}
+    allow_list: frozenset[str]
     weights: dict[str, int] = field(default_factory=lambda: dict(SIGNAL_WEIGHTS))
     distinct_window_s: int = 86_400
-    distinct_max: int = 500  # distinct VINs per rolling 24 h
-    seq_max_step: int = 20  # serials within 20 of the last one count as a step
-    seq_threshold: int = 8  # 8 steps in a walk (the 9th query of a walk is refused)
     seq_window_s: int = 3600
-    first_block_s: int = 900
-    max_block_s: int = 86_400
     strikes_memory_s: int = 30 * 86_400
-    shadow: frozenset[str] = frozenset()  # {"flood", "guessing", "distinct_vins", "sequential"}
-    allow_list: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LimitPolicy:
+        """The VIN endpoints' policy."""
+        return cls(
+            name="vin",
+            capacity=settings.limit_vin_burst,
+            refill_per_s=settings.limit_vin_per_s,
+            score_threshold=settings.limit_score_threshold,
+            score_window_s=settings.limit_score_window_s,
+            distinct_max=settings.limit_distinct_max,
+            seq_threshold=settings.limit_seq_threshold,
+            seq_max_step=settings.limit_seq_max_step,
+            first_block_s=settings.limit_first_block_s,
+            max_block_s=settings.limit_max_block_s,
+            shadow=_names(settings.limit_shadow),
+            allow_list=_names(settings.limit_allow_list),
+        )
+
+    @classmethod
+    def per_network(cls, settings: Settings) -> LimitPolicy:
+        """The flood bucket per client network of registration and login (nothing else)."""
+        return replace(
+            cls.from_settings(settings),
+            name="ip",
+            capacity=settings.limit_ip_burst,
+            refill_per_s=settings.limit_ip_per_s,
+            shadow=frozenset(),
+            allow_list=frozenset(),
+        )
 
     @property
     def window_s(self) -> int:
@@ -181,6 +196,10 @@ def _network_of(ip: str | None) -> str:
     return str(addr)
 
 
+def _names(csv: str) -> frozenset[str]:
+    return frozenset(n.strip() for n in csv.split(",") if n.strip())
+
+
 def _tag(account_id: str) -> str:
     return "vl:{" + account_id + "}"
 
@@ -190,9 +209,9 @@ def _s(value: Any) -> str:
 
 
 class Limiter:
-    def __init__(self, redis: Any, policy: LimitPolicy | None = None, *, key: bytes) -> None:
+    def __init__(self, redis: Any, policy: LimitPolicy, *, key: bytes) -> None:
         self.redis = redis
-        self.policy = policy or LimitPolicy()
+        self.policy = policy
         self.key = key
         self._pending: Counter[str] = Counter()
         # blocks seen by this worker, so a blocked account is refused before the attestation's

@@ -25,7 +25,7 @@ DOMAINS = ("account", "vin", "owner_ref", "jti")
 EPOCH_KINDS = ("month", "week", "day")
 
 
-def epoch_of(at: float, kind: str = "month") -> str:
+def epoch_of(at: float, kind: str) -> str:
     """The label of the key epoch ``at`` falls in: ``2026-11``, ``2026-W47`` or ``2026-11-22``."""
     moment = datetime.fromtimestamp(at, UTC)
     if kind == "month":
@@ -68,7 +68,8 @@ def epoch_bounds(label: str) -> tuple[int, int]:
 
 
 class KeyRing:
-    def __init__(self, path: Path, epoch: str = "month") -> None:
+    def __init__(self, path: Path, epoch: str) -> None:
+        """``epoch``: the rotation period, ``Settings.pseudonym_epoch``."""
         if epoch not in EPOCH_KINDS:
             raise ValueError(f"unknown epoch kind {epoch!r}")
         self.path = path

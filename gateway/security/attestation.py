@@ -38,66 +38,32 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import Forbidden
 from gateway.security import jws
+from gateway.security.exceptions import (
+    AttestationAlgorithmNotAllowed,
+    AttestationAudienceMismatch,
+    AttestationBadSignature,
+    AttestationBasisInvalid,
+    AttestationExpired,
+    AttestationIssuerMismatch,
+    AttestationLifetimeTooLong,
+    AttestationMalformed,
+    AttestationMissing,
+    AttestationNotYetValid,
+    AttestationPurposeInvalid,
+    AttestationSubjectMismatch,
+    AttestationUnknownKey,
+    AttestationVinMismatch,
+    OwnerAuthorizationExpired,
+    OwnerAuthorizationMissing,
+    PurposeOutOfScope,
+)
 
 TYP = "vin-attestation+jwt"
 BASES = frozenset({"owner", "owner_authorized"})
 PURPOSES = frozenset({"parts_inquiry", "maintenance"})
 _JTI = re.compile(r"[A-Za-z0-9_-]{16,128}")
 _UNDERSTOOD_CRIT: frozenset[str] = frozenset()
-
-
-class AttestationError(Forbidden):
-    code, title = "attestation_invalid", "The attestation was refused"
-
-
-def _refusal(code: str, title: str) -> type[AttestationError]:
-    return type("Attestation_" + code, (AttestationError,), {"code": code, "title": title})
-
-
-AttestationMissing = _refusal("attestation_missing", "A VIN-Attestation header is required")
-AttestationMalformed = _refusal("attestation_malformed", "The attestation is malformed")
-AttestationBadSignature = _refusal(
-    "attestation_bad_signature", "The attestation signature does not verify"
-)
-AttestationUnknownKey = _refusal(
-    "attestation_unknown_key", "The attestation key is not registered to this account"
-)
-AttestationAlgorithmNotAllowed = _refusal(
-    "attestation_algorithm_not_allowed", "The attestation algorithm is not the key's algorithm"
-)
-AttestationExpired = _refusal("attestation_expired", "The attestation has expired")
-AttestationNotYetValid = _refusal("attestation_not_yet_valid", "The attestation is not yet valid")
-AttestationLifetimeTooLong = _refusal(
-    "attestation_lifetime_too_long", "The attestation lives longer than allowed"
-)
-AttestationReplayed = _refusal("attestation_replayed", "The attestation was already used")
-AttestationSubjectMismatch = _refusal(
-    "attestation_subject_mismatch", "The attestation is for another account"
-)
-AttestationIssuerMismatch = _refusal(
-    "attestation_issuer_mismatch", "The attestation issuer does not own the signing key"
-)
-AttestationAudienceMismatch = _refusal(
-    "attestation_audience_mismatch", "The attestation is for another audience"
-)
-AttestationVinMismatch = _refusal("attestation_vin_mismatch", "The attestation is for another VIN")
-AttestationBasisInvalid = _refusal(
-    "attestation_basis_invalid", "The attestation states no valid basis (owner or owner_authorized)"
-)
-AttestationPurposeInvalid = _refusal(
-    "attestation_purpose_invalid", "The attestation purpose is not parts_inquiry or maintenance"
-)
-OwnerAuthorizationMissing = _refusal(
-    "owner_authorization_missing", "basis owner_authorized needs an owner_authorization"
-)
-OwnerAuthorizationExpired = _refusal(
-    "owner_authorization_expired", "The owner's authorization has expired"
-)
-PurposeOutOfScope = _refusal(
-    "purpose_out_of_scope", "The purpose is outside the owner's authorization scope"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,9 +96,9 @@ class AttestationVerifier:
         resolve_key: KeyResolver,
         issuer: str,
         audience: str,
-        max_lifetime_s: int = 300,
-        future_iat_leeway_s: int = 60,
-        exp_leeway_s: int = 0,
+        max_lifetime_s: int,
+        future_iat_leeway_s: int,
+        exp_leeway_s: int,
     ) -> None:
         self._resolve = resolve_key
         self.issuer = issuer
@@ -146,8 +112,17 @@ class AttestationVerifier:
         return max(1, attestation.exp + self.exp_leeway_s - now + 1)
 
     async def check(
-        self, token: str | None, *, account_id: str, normalized_vin: str, now: int
+        self,
+        token: str | None,
+        *,
+        account_id: str,
+        normalized_vin: str,
+        now: int,
+        resolved: tuple[str, jws.BoundKey | None] | None = None,
     ) -> Attestation:
+        """Every stateless check, in the order of the module docstring. ``resolved`` is a
+        (kid, key) the caller already looked up for this account (None: not this account's);
+        another kid is resolved here."""
         if not token:
             raise AttestationMissing()
         try:
@@ -169,7 +144,10 @@ class AttestationVerifier:
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise AttestationMalformed("The attestation header has no kid")
-        key = await self._resolve(kid)
+        if resolved is not None and resolved[0] == kid:
+            key = resolved[1]
+        else:
+            key = await self._resolve(kid)
         gateway_issued = key is not None and key.owner == self.issuer
         if key is None or (not gateway_issued and key.owner != account_id):
             raise AttestationUnknownKey()

@@ -68,6 +68,19 @@ def b64url_encode(data: bytes) -> str:
 _B64URL_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 
+def peek_kid(token: str | None) -> str | None:
+    """The header's ``kid`` of a would-be compact JWS, or None; never raises, verifies nothing
+    (the request path uses it to fetch the key together with the account, in one query)."""
+    if not token or len(token) > MAX_TOKEN_BYTES:
+        return None
+    try:
+        header = orjson.loads(b64url_decode(token.partition(".")[0]))
+    except (ValueError, JWSFormatError):
+        return None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid if isinstance(kid, str) and kid else None
+
+
 def split_compact(token: str) -> tuple[dict[str, Any], bytes]:
     """Parse the protected header and payload of a compact JWS without verifying it.
 

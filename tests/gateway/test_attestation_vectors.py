@@ -13,9 +13,11 @@ import fakeredis
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.limits.limiter import Limiter
+from gateway.config import Settings
+from gateway.limits.limiter import Limiter, LimitPolicy
 from gateway.security import jws
-from gateway.security.attestation import AttestationError, AttestationVerifier
+from gateway.security.attestation import AttestationVerifier
+from gateway.security.exceptions import AttestationError
 from tests.testdata import ATTESTATION_VECTORS, load_json
 
 
@@ -42,8 +44,9 @@ async def run_vectors(redis_client) -> list[tuple[str, str, str]]:
         audience=data["audience"],
         max_lifetime_s=data["max_lifetime_s"],
         future_iat_leeway_s=data["future_iat_leeway_s"],
+        exp_leeway_s=0,
     )
-    limiter = Limiter(redis_client, key=b"k" * 32)
+    limiter = Limiter(redis_client, LimitPolicy.from_settings(Settings()), key=b"k" * 32)
     results = []
     for case in data["cases"]:
         try:

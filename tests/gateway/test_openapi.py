@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 from openapi_spec_validator import validate
 
-from gateway.errors import PROBLEM_JSON, GatewayError
+from gateway.exceptions import GatewayError
 from gateway.main import create_app
 from gateway.openapi import EXAMPLE_VIN, api_routes, route_errors
-from gateway.security.attestation import AttestationError
+from gateway.problems import PROBLEM_JSON
+from gateway.security.exceptions import AttestationError
 from tests.gateway.conftest import embedded_settings, serving
 
 VIN_OPERATIONS = {("post", "/v1/vins/decode"), ("post", "/v1/lookups")}

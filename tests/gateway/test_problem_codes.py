@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import gateway.main  # noqa: F401 - imports every module that defines a GatewayError
-from gateway.errors import GatewayError
+from gateway.exceptions import GatewayError
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "problems.md"
 

@@ -14,6 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy.engine import make_url
 
+from gateway.config import Settings
 from gateway.db import Database, migrate
 from gateway.searchlog.pseudonym import KeyRing
 from gateway.searchlog.repository import SearchLogRepository
@@ -70,15 +71,27 @@ class Logs:
     made: list[SearchLog] = field(default_factory=list)
     dbs: list[Database] = field(default_factory=list)
 
-    def new(self, *, redis: bool = True, url: str | None = None, **options: Any) -> SearchLog:
+    def settings(self, **overrides: Any) -> Settings:
+        """Settings (their defaults, plus ``overrides``) for this test's stream and keys."""
+        return Settings(
+            _env_file=None,
+            data_dir=self.keys.parent,
+            instance="test",
+            searchlog_stream=self.stream,
+            **overrides,
+        )
+
+    def new(self, *, redis: bool = True, url: str | None = None, **overrides: Any) -> SearchLog:
+        """A SearchLog with options from ``Settings(**overrides)`` (``searchlog_*`` names)."""
+        settings = self.settings(**overrides)
         db = Database(url or self.url)
         self.dbs.append(db)
         log = SearchLog(
             db,
-            KeyRing(self.keys),
-            instance="test",
+            KeyRing(self.keys, settings.pseudonym_epoch),
+            instance=settings.instance,
             redis_url=self.redis_url if redis else None,
-            options=SearchLogOptions(stream=self.stream, **options),
+            options=SearchLogOptions.from_settings(settings),
         )
         self.made.append(log)
         return log

@@ -40,7 +40,7 @@ async def test_events_go_through_the_stream_in_batches(logs: Logs) -> None:
 
 
 async def test_a_writer_that_died_after_reading_loses_nothing(logs: Logs) -> None:
-    producer = logs.new(consumer=False)
+    producer = logs.new(searchlog_consumer=False)
     for i in range(40):
         producer.record(event(f"acct-{i}"))
     await producer.start()
@@ -53,7 +53,7 @@ async def test_a_writer_that_died_after_reading_loses_nothing(logs: Logs) -> Non
         assert len(read[0][1]) == 40
         assert (await r.xpending(logs.stream, GROUP))["pending"] == 40
         assert await logs.count() == 0
-        writer = logs.new(claim_idle_s=0.2)
+        writer = logs.new(searchlog_claim_idle_s=0.2)
         await writer.start()
         await eventually(lambda: _eq(logs.count(), 40), "the pending entries were taken over")
         await eventually(
@@ -64,7 +64,7 @@ async def test_a_writer_that_died_after_reading_loses_nothing(logs: Logs) -> Non
 
 
 async def test_redelivered_entries_are_inserted_once(logs: Logs) -> None:
-    producer = logs.new(consumer=False)
+    producer = logs.new(searchlog_consumer=False)
     for i in range(30):
         producer.record(event(f"acct-{i}"))
     await producer.start()
@@ -81,7 +81,7 @@ async def test_redelivered_entries_are_inserted_once(logs: Logs) -> None:
         finally:
             await db.dispose()
         assert await logs.count() == 20
-        writer = logs.new(claim_idle_s=0.2)
+        writer = logs.new(searchlog_claim_idle_s=0.2)
         await writer.start()
         await eventually(lambda: _eq(_pending(r, logs.stream), 0), "all entries redelivered")
         assert await logs.count() == 30  # not 50: the unique event id skipped the 20
@@ -100,7 +100,7 @@ async def test_database_down_for_a_while_loses_nothing(
     r = aioredis.Redis.from_url(redis_url)
     caplog.set_level(logging.WARNING, logger="vin_gateway.searchlog")
     failures_before = metric("vingw_searchlog_failures_total", stage="database")
-    log = logs.new(batch_size=10)
+    log = logs.new(searchlog_batch_size=10)
     try:
         await log.start()
         with psycopg.connect(admin, autocommit=True) as c:  # the log database goes away
@@ -146,7 +146,12 @@ async def test_embedded_queue_waits_for_its_database_and_is_bounded(tmp_path: Pa
     logs = Logs(url, tmp_path / "keys.json", None, "unused")
     caplog.set_level(logging.WARNING, logger="vin_gateway.searchlog")
     dropped_before = metric("vingw_searchlog_events_total", stage="dropped")
-    log = logs.new(redis=False, max_buffer=50, batch_size=10, flush_interval_s=0.05)
+    log = logs.new(
+        redis=False,
+        searchlog_max_buffer=50,
+        searchlog_batch_size=10,
+        searchlog_flush_interval_s=0.05,
+    )
     try:
         await log.start()
         for i in range(53):
@@ -186,7 +191,7 @@ async def test_export_drains_a_busy_stream_without_waiting_for_it_to_go_quiet(
     import asyncio
 
     log = logs.new()
-    busy = logs.new(consumer=False)
+    busy = logs.new(searchlog_consumer=False)
     await log.start()
     await busy.start()
     for _ in range(25):

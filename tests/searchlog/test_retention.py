@@ -33,7 +33,7 @@ async def partitions(url: str) -> set[str]:
 
 
 async def test_purge_keeps_the_floor_and_held_rows_and_destroys_old_keys(logs: Logs) -> None:
-    log = logs.new(redis=False, legal_hold=frozenset({"acct-court-order"}))
+    log = logs.new(redis=False, searchlog_legal_hold="acct-court-order")
     at = {"march": ts(3, 10), "april": ts(4, 10), "may": ts(5, 5), "november": ts(11, 1)}
     for account in ("acct-plain", "acct-admin-hold", "acct-court-order"):
         for when in at.values():
@@ -70,7 +70,7 @@ async def test_purge_keeps_the_floor_and_held_rows_and_destroys_old_keys(logs: L
 
     # the hold is lifted: the next purge drops the partitions and destroys those keys
     await log.release_account("acct-admin-hold")
-    log.o = type(log.o)(**{**log.o.__dict__, "legal_hold": frozenset()})
+    log = logs.new(redis=False)  # and taken out of the configuration
     report = await log.purge(now=NOW)
     assert report["destroyed_key_epochs"] == ["2026-03", "2026-04"]
     assert "2026-03" not in log.keyring.epochs()

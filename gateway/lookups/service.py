@@ -1,0 +1,368 @@
+"""The VIN request path: one service, plain awaited steps in one visible order.
+
+Every VIN endpoint (``decode``, ``lookup``, ``issue_attestation``) is a method here that runs
+inside ``_recorded``, the one place that sees every outcome. The order, and why:
+
+1. **account**: the bearer credential resolves to an account, and the attestation key its kid
+   names with it (one indexed query when neither is cached, none when both are). Suspended,
+   blocked in this worker, or without consent to the policy in force stops here: nothing about
+   the VIN is looked at for a caller who may not query at all.
+2. **body**: parsed and validated here, not by the framework, so a malformed body is recorded
+   against the account like any refusal (it is not a suspicious-usage signal and costs no
+   attestation).
+3. **attestation**: the signed declaration that the caller owns the vehicle or holds the owner's
+   authorization. Checked before the VIN is decoded because it binds the body's VIN
+   (``vin_sha256``) and is the legal basis of the query. (``issue_attestation`` has no
+   attestation: it checks the declaration it is about to sign instead, after the VIN.)
+4. **VIN**: normalized, validated and decoded with ``vin``; every problem is reported at once.
+5. **admission**: ONE Redis round trip (``admit.lua``) claims the attestation's ``jti`` (replay)
+   and decides block, flood, guessing score, distinct VINs and serial walks together; its
+   consequences (a block that just started, a shadow hit) become admin flags off the hot path.
+6. **catalogue**: only the decoded features of the vehicle leave the gateway, never the VIN.
+
+A refusal in steps 1-4 raises before admission, so ``_recorded`` reports it: a refused
+attestation or an invalid VIN is a suspicious-usage signal (one round trip, refusals only), any
+other refusal only reads the bucket for the RateLimit fields. Every outcome, refusals included,
+is written to the search log on the way out (``record`` does no I/O). A catalogue miss is noted
+in process and rides on the account's next admission.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any, Final, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+import vin as vinlib
+from gateway.accounts.auth import Authenticator
+from gateway.accounts.exceptions import (
+    AccountSuspended,
+    ConsentWithdrawn,
+    PolicyAcceptanceRequired,
+)
+from gateway.accounts.service import AccountState
+from gateway.catalogue.backends import Catalogue, VehicleFeatures
+from gateway.config import Settings
+from gateway.exceptions import GatewayError, NotAuthenticated, validation_problem
+from gateway.limits.consequences import Consequences, signal_of
+from gateway.limits.exceptions import LimiterUnavailable
+from gateway.limits.limiter import Decision, Limiter
+from gateway.lookups.exceptions import InvalidVIN
+from gateway.lookups.schemas import AttestationRequest, DecodeRequest, LookupRequest
+from gateway.searchlog.service import QueryEvent, SearchLog
+from gateway.security import jws
+from gateway.security.attestation import TYP, Attestation, AttestationVerifier, vin_digest
+from gateway.security.exceptions import (
+    AttestationReplayed,
+    OwnerAuthorizationExpired,
+    OwnerAuthorizationMissing,
+    PurposeOutOfScope,
+)
+
+Body = TypeVar("Body", bound=BaseModel)
+
+#: Flood tokens each endpoint spends (docs/limits.md).
+COST: Final = MappingProxyType({"decode": 1, "lookup": 2, "issue_attestation": 1})
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """What the HTTP request says about who asks, read once by the endpoint. No VIN here."""
+
+    credentials: str | None  # the bearer credential (access token or vgk_ API key)
+    attestation: str | None  # the VIN-Attestation header
+    client_ip: str | None
+    user_agent: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A VIN endpoint's answer, serialized once (the endpoint sends these bytes as they are)."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass(slots=True)
+class QueryRecord:
+    """One VIN query as it goes down the path; becomes a search-log event on the way out."""
+
+    endpoint: str
+    caller: Caller
+    started: float = field(default_factory=time.perf_counter)
+    account: AccountState | None = None
+    key_id: str | None = None
+    vin: str | None = None
+    decoded: vinlib.DecodedVIN | None = None
+    attestation: Attestation | None = None
+    decision: Decision | None = None
+    attestation_key: tuple[str, jws.BoundKey | None] | None = None
+    outcome: str = "ok"
+    code: str | None = None
+
+    def event(self) -> QueryEvent:
+        d, a = self.decoded, self.attestation
+        return QueryEvent(
+            account_id=self.account.id if self.account else "",
+            endpoint=self.endpoint,
+            outcome=self.outcome,
+            code=self.code,
+            vin=self.vin,
+            wmi=d.wmi if d else None,
+            make=d.make if d else None,
+            model_year=d.model_year if d else None,
+            country_code=d.country_code if d else None,
+            basis=a.basis if a else None,
+            purpose=a.purpose if a else None,
+            owner_ref=a.owner_ref if a else None,
+            jti=a.jti if a else None,
+            token_sha256=a.token_sha256 if a else None,
+            gateway_issued=a.gateway_issued if a else None,
+            client_ip=self.caller.client_ip,
+            user_agent=self.caller.user_agent,
+            latency_ms=(time.perf_counter() - self.started) * 1000,
+        )
+
+
+def features_of(vehicle: vinlib.DecodedVIN) -> VehicleFeatures:
+    """What the catalogue may know: the decoded facts without the serial number."""
+    return VehicleFeatures(
+        wmi=vehicle.wmi,
+        vds=vehicle.vin[3:8] if len(vehicle.vin) == 17 else None,
+        make=vehicle.make,
+        make_candidates=tuple(vehicle.make_candidates),
+        model_year=vehicle.model_year,
+        model_year_candidates=tuple(vehicle.model_year_candidates),
+        country_code=vehicle.country_code,
+        plant_code=vehicle.plant_code,
+    )
+
+
+def require_valid(decoded: vinlib.DecodedVIN) -> vinlib.DecodedVIN:
+    """The decoded VIN, or a 422 listing every problem (code, position, message)."""
+    if not decoded.valid:
+        raise InvalidVIN(
+            "The VIN has problems: " + ", ".join(sorted({e.code for e in decoded.errors})),
+            errors=[e.to_dict() for e in decoded.errors],
+        )
+    return decoded
+
+
+class VinQuery:
+    """The VIN endpoints' one service (built once by the lifespan, shared by all requests)."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        auth: Authenticator,
+        verifier: AttestationVerifier,
+        limiter: Limiter,
+        consequences: Consequences,
+        catalogue: Catalogue,
+        searchlog: SearchLog,
+        gateway_attestation_key: jws.BoundKey,
+    ) -> None:
+        self.settings = settings
+        self.auth = auth
+        self.verifier = verifier
+        self.limiter = limiter
+        self.consequences = consequences
+        self.catalogue = catalogue
+        self.searchlog = searchlog
+        self.gateway_key = gateway_attestation_key
+
+    # --- the endpoints -----------------------------------------------------------------------
+
+    async def decode(self, caller: Caller, raw_body: bytes) -> Answer:
+        async with self._recorded(caller, "decode") as q:
+            await self._account(q)
+            body = self._body(q, DecodeRequest, raw_body)
+            await self._attestation(q, body.vin)
+            vehicle = self._valid_vin(q, body.vin)
+            decision = await self._admit(q)
+            return self._json(200, {"vehicle": vehicle.to_dict()}, decision)
+
+    async def lookup(self, caller: Caller, raw_body: bytes) -> Answer:
+        async with self._recorded(caller, "lookup") as q:
+            await self._account(q)
+            body = self._body(q, LookupRequest, raw_body)
+            await self._attestation(q, body.vin)
+            vehicle = self._valid_vin(q, body.vin)
+            decision = await self._admit(q)
+            found = await self.catalogue.lookup(
+                features_of(vehicle),
+                vehicle_type_id=body.vehicle_type_id,
+                categories=body.categories,
+            )
+            if found.vehicle_type is None:
+                q.outcome = "miss"
+            answer = {
+                "query_id": "q_" + secrets.token_hex(8),
+                "vehicle": vehicle.to_dict(),
+                "vehicle_type": found.vehicle_type,
+                "alternatives": found.alternatives,
+                "parts": found.parts,
+                "reason": found.reason,
+            }
+            return self._json(200, answer, decision)
+
+    async def issue_attestation(self, caller: Caller, raw_body: bytes) -> Answer:
+        """A gateway-signed attestation for an interactive user's declaration (one per query).
+
+        The same path without step 3: the declaration in the body is what gets signed, so it is
+        checked (after the VIN: nothing is signed for an invalid one) instead of a token."""
+        async with self._recorded(caller, "issue_attestation") as q:
+            account = await self._account(q)
+            body = self._body(q, AttestationRequest, raw_body)
+            q.vin = vinlib.normalize(body.vin)
+            self._valid_vin(q, body.vin)
+            decision = await self._admit(q)
+            now = int(time.time())
+            grant = body.owner_authorization
+            if body.basis == "owner_authorized":
+                if grant is None:
+                    raise OwnerAuthorizationMissing()
+                if grant.valid_until < now:
+                    raise OwnerAuthorizationExpired()
+                if grant.scope is not None and body.purpose not in grant.scope:
+                    raise PurposeOutOfScope()
+            ttl = min(self.settings.gateway_attestation_ttl_s, self.verifier.max_lifetime_s)
+            jti = secrets.token_urlsafe(18)
+            claims: dict[str, Any] = {
+                "iss": self.settings.issuer,
+                "sub": account.id,
+                "aud": self.settings.audience,
+                "iat": now,
+                "exp": now + ttl,
+                "jti": jti,
+                "vin_sha256": vin_digest(q.vin),
+                "basis": body.basis,
+                "purpose": body.purpose,
+            }
+            if grant is not None:
+                claims["owner_authorization"] = grant.model_dump(exclude_none=True)
+            token = jws.sign(claims, self.gateway_key, TYP)
+            q.outcome = "issued"
+            expires = datetime.fromtimestamp(now + ttl, UTC).isoformat().replace("+00:00", "Z")
+            issued = {"attestation": token, "expires_at": expires, "jti": jti}
+            return self._json(201, issued, decision)
+
+    # --- the steps, in the order above -------------------------------------------------------
+
+    async def _account(self, q: QueryRecord) -> AccountState:
+        credentials = q.caller.credentials
+        if not credentials:
+            raise NotAuthenticated()
+        # the attestation's key comes with the account: one query when neither is cached
+        kid = jws.peek_kid(q.caller.attestation)
+        account, q.key_id, key = await self.auth.resolve_query(credentials, kid)
+        q.account = account
+        if kid is not None:
+            q.attestation_key = (kid, key)
+        if account.status == "suspended":
+            raise AccountSuspended()
+        blocked = self.limiter.blocked_locally(account.id)
+        if blocked is not None:
+            q.decision = blocked
+            blocked.raise_for_verdict()
+        if account.consent_version is None:
+            raise ConsentWithdrawn()
+        version = self.settings.privacy_policy_version
+        if account.consent_version != version:
+            raise PolicyAcceptanceRequired(privacy_policy_version=version)
+        return account
+
+    @staticmethod
+    def _body(q: QueryRecord, model: type[Body], raw: bytes) -> Body:
+        try:
+            return model.model_validate_json(raw)
+        except ValidationError as exc:
+            raise validation_problem(exc.errors(include_url=False, include_input=False)) from None
+
+    async def _attestation(self, q: QueryRecord, raw_vin: str) -> Attestation:
+        assert q.account is not None
+        q.vin = vinlib.normalize(raw_vin)
+        q.attestation = await self.verifier.check(
+            q.caller.attestation,
+            account_id=q.account.id,
+            normalized_vin=q.vin,
+            now=int(time.time()),
+            resolved=q.attestation_key,
+        )
+        return q.attestation
+
+    @staticmethod
+    def _valid_vin(q: QueryRecord, raw_vin: str) -> vinlib.DecodedVIN:
+        q.decoded = require_valid(vinlib.decode(raw_vin))
+        return q.decoded
+
+    async def _admit(self, q: QueryRecord) -> Decision:
+        assert q.account is not None and q.decoded is not None
+        attestation, now = q.attestation, int(time.time())
+        q.decision = decision = await self.limiter.admit(
+            q.account.id,
+            jti=attestation.jti if attestation else None,
+            jti_ttl=self.verifier.replay_ttl(attestation, now) if attestation else 0,
+            cost=COST[q.endpoint],
+            key_id=q.key_id,
+            vin=self.limiter.signals_of(q.decoded.vin),
+        )
+        self.consequences.apply(q.account.id, decision)
+        if decision.verdict == "replayed":
+            raise AttestationReplayed(headers=decision.headers())
+        decision.raise_for_verdict()
+        return decision
+
+    # --- recording ---------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _recorded(self, caller: Caller, endpoint: str) -> AsyncIterator[QueryRecord]:
+        q = QueryRecord(endpoint=endpoint, caller=caller)
+        try:
+            yield q
+        except GatewayError as exc:
+            q.outcome, q.code = "refused", exc.code
+            await self._report(q, exc)
+            raise
+        except Exception:
+            q.outcome, q.code = "error", "internal_error"
+            raise
+        finally:
+            if q.account is not None:
+                if q.outcome == "miss":
+                    self.limiter.note(q.account.id, "catalogue_miss")
+                self.searchlog.record(q.event())
+
+    async def _report(self, q: QueryRecord, exc: GatewayError) -> None:
+        """A refusal before admission: a signal for the limiter, or the bucket state to show.
+
+        At most one Redis round trip, and none after a failed admission (the limiter already
+        said it is unavailable: a second timeout in a row would double the wait)."""
+        if q.account is None or q.code is None:
+            return
+        if q.decision is None and not isinstance(exc, LimiterUnavailable):
+            signal = signal_of(q.code)
+            with contextlib.suppress(LimiterUnavailable):
+                if signal:
+                    q.decision = await self.limiter.record_signal(
+                        q.account.id, signal, key_id=q.key_id
+                    )
+                    self.consequences.apply(q.account.id, q.decision)
+                elif q.code != "suspicious_usage_blocked":
+                    q.decision = await self.limiter.peek(q.account.id, key_id=q.key_id)
+        if q.decision is not None:
+            exc.headers.update(q.decision.headers())
+
+    @staticmethod
+    def _json(status: int, answer: dict[str, Any], decision: Decision) -> Answer:
+        return Answer(status, orjson.dumps(answer), decision.headers())

@@ -1,0 +1,169 @@
+"""Data-subject rights and retention over the log store.
+
+A subject's rows are found by recomputing the account's pseudonym under every live epoch key
+(the log store holds no account id). Export, erasure and statistics first ``settle`` (the
+facade's ``flush``: events still queued for the account reach the database first). Retention:
+rows are kept at least ``retention_days`` (floor) and are gone by ``retention_days +
+grace_days`` (ceiling), never while held; the keys of epochs past the floor with no row left
+are destroyed. Queries live in ``repository``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from gateway.db import Database
+from gateway.searchlog import metrics
+from gateway.searchlog.models import SearchEventPublic
+from gateway.searchlog.options import SearchLogOptions
+from gateway.searchlog.pseudonym import KeyRing, epoch_bounds, month_start, next_month
+from gateway.searchlog.repository import SearchLogRepository, Subject
+
+log = logging.getLogger("vin_gateway.searchlog")
+
+DAY = 86_400
+STATS_FIELDS = ("make", "model_year", "country_code", "outcome")
+
+
+class RightsAndRetention:
+    def __init__(
+        self,
+        db: Database,
+        keyring: KeyRing,
+        options: SearchLogOptions,
+        *,
+        settle: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.db = db
+        self.keyring = keyring
+        self.o = options
+        self.settle = settle  # makes every event recorded so far visible in the database
+        self.task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # --- data-subject rights ------------------------------------------------------------------
+
+    def _pseudonyms(self, account_id: str) -> dict[str, str]:
+        self.keyring.reload()  # another process may have created or destroyed an epoch
+        return self.keyring.all_pseudonyms("account", account_id)
+
+    async def rows_for_account(self, account_id: str) -> list[SearchEventPublic]:
+        await self.settle()
+        pseudonyms = self._pseudonyms(account_id)
+        async with self.db.session() as session:
+            rows = await SearchLogRepository(session).rows_for(pseudonyms)
+        return [SearchEventPublic.model_validate(r, from_attributes=True) for r in rows]
+
+    async def erase_account(self, account_id: str) -> int:
+        """Erase the account's rows, queued ones included (settled first). Rows under legal
+        hold stay until the hold is lifted (docs/searchlog.md)."""
+        await self.settle()
+        pseudonyms = self._pseudonyms(account_id)
+        async with self.db.session() as session:
+            repo = SearchLogRepository(session)
+            return await repo.delete_for(pseudonyms, keep=await self._held(repo))
+
+    async def daily_counts(self, days: int) -> tuple[int, list[dict[str, Any]]]:
+        await self.settle()
+        since = int(time.time()) - days * DAY
+        async with self.db.session() as session:
+            return since, await SearchLogRepository(session).daily_counts(since, STATS_FIELDS)
+
+    # --- legal hold and retention -------------------------------------------------------------
+
+    async def hold_account(self, account_id: str) -> int:
+        """Put the account's rows under legal hold, in every epoch with a live key (including
+        the current one). Rows of later epochs need the hold placed again (idempotent)."""
+        self.keyring.pseudonym("account", account_id, self.keyring.epoch_of(time.time()))
+        pseudonyms = self._pseudonyms(account_id)
+        async with self.db.session() as session:
+            return await SearchLogRepository(session).add_holds(pseudonyms, int(time.time()))
+
+    async def release_account(self, account_id: str) -> int:
+        pseudonyms = self._pseudonyms(account_id)
+        async with self.db.session() as session:
+            return await SearchLogRepository(session).remove_holds(pseudonyms)
+
+    async def _held(self, repo: SearchLogRepository) -> set[Subject]:
+        held = await repo.holds()
+        for account_id in self.o.legal_hold:
+            held.update(self.keyring.all_pseudonyms("account", account_id).items())
+        return held
+
+    async def purge(self, now: float | None = None) -> dict[str, Any]:
+        """Apply retention: floor ``retention_days``, ceiling ``retention_days + grace_days``.
+
+        Deletes (drops partitions of) rows past the floor, never held rows; then destroys the
+        pseudonym keys of every epoch that ended before the floor and has no row left.
+        """
+        now = time.time() if now is None else now
+        floor_cut = int(now - self.o.retention_days * DAY)
+        ceiling_cut = int(now - (self.o.retention_days + self.o.grace_days) * DAY)
+        self.keyring.reload()
+        async with self.db.session() as session:
+            repo = SearchLogRepository(session)
+            report = await repo.purge(
+                floor_cut=floor_cut, ceiling_cut=ceiling_cut, held=await self._held(repo)
+            )
+            live = await repo.epochs_with_rows()
+            if repo.partitioned:
+                start = month_start(now)
+                ahead = [start, next_month(start), next_month(next_month(start))]
+                report["created_partitions"] = await repo.ensure_partitions(ahead)
+        destroyed = [
+            epoch
+            for epoch in self.keyring.epochs()
+            if epoch_bounds(epoch)[1] <= floor_cut
+            and epoch not in live
+            and self.keyring.destroy(epoch)
+        ]
+        report["destroyed_key_epochs"] = destroyed
+        report["floor_cut"], report["ceiling_cut"] = floor_cut, ceiling_cut
+        metrics.PURGED.inc(report["deleted"])
+        log.info(
+            "search-log purge: %d rows deleted, partitions dropped %s, kept for legal hold %s, "
+            "key epochs destroyed %s",
+            report["deleted"],
+            report["dropped_partitions"],
+            report["kept_partitions"],
+            destroyed,
+        )
+        return report
+
+    # --- the maintenance task -----------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.task is None and self.o.purge_interval_s > 0:
+            self.task = asyncio.create_task(self._maintenance_loop(), name="searchlog-purge")
+
+    def stopping(self) -> None:
+        """End the loop (flag and cancellation: see ``StreamConsumer.stopping``)."""
+        self._stopping = True
+        if self.task is not None:
+            self.task.cancel()
+
+    async def _maintenance_loop(self) -> None:
+        """Partitions ahead at start, then a purge every ``purge_interval_s`` (any worker may
+        run it: purges serialize on an advisory lock and are idempotent)."""
+        first = True
+        while not self._stopping:
+            if not first:
+                await asyncio.sleep(self.o.purge_interval_s)
+            try:
+                if first:
+                    async with self.db.session() as session:
+                        repo = SearchLogRepository(session)
+                        if repo.partitioned:
+                            start = month_start(time.time())
+                            await repo.ensure_partitions([start, next_month(start)])
+                else:
+                    await self.purge()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("search-log maintenance failed (%s)", type(exc).__name__)
+            first = False

@@ -1,0 +1,90 @@
+"""Refusals of the attestation: one class per reason, each with its stable ``code`` (403).
+
+The order in which the verifier checks them is in ``gateway.security.attestation``."""
+
+from __future__ import annotations
+
+from gateway.exceptions import Forbidden
+
+
+class AttestationError(Forbidden):
+    """Base of every refused attestation (each one is a suspicious-usage signal)."""
+
+    code, title = "attestation_invalid", "The attestation was refused"
+
+
+class AttestationMissing(AttestationError):
+    code, title = "attestation_missing", "A VIN-Attestation header is required"
+
+
+class AttestationMalformed(AttestationError):
+    code, title = "attestation_malformed", "The attestation is malformed"
+
+
+class AttestationBadSignature(AttestationError):
+    code, title = "attestation_bad_signature", "The attestation signature does not verify"
+
+
+class AttestationUnknownKey(AttestationError):
+    code, title = "attestation_unknown_key", "The attestation key is not registered to this account"
+
+
+class AttestationAlgorithmNotAllowed(AttestationError):
+    code = "attestation_algorithm_not_allowed"
+    title = "The attestation algorithm is not the key's algorithm"
+
+
+class AttestationExpired(AttestationError):
+    code, title = "attestation_expired", "The attestation has expired"
+
+
+class AttestationNotYetValid(AttestationError):
+    code, title = "attestation_not_yet_valid", "The attestation is not yet valid"
+
+
+class AttestationLifetimeTooLong(AttestationError):
+    code, title = "attestation_lifetime_too_long", "The attestation lives longer than allowed"
+
+
+class AttestationReplayed(AttestationError):
+    code, title = "attestation_replayed", "The attestation was already used"
+
+
+class AttestationSubjectMismatch(AttestationError):
+    code, title = "attestation_subject_mismatch", "The attestation is for another account"
+
+
+class AttestationIssuerMismatch(AttestationError):
+    code = "attestation_issuer_mismatch"
+    title = "The attestation issuer does not own the signing key"
+
+
+class AttestationAudienceMismatch(AttestationError):
+    code, title = "attestation_audience_mismatch", "The attestation is for another audience"
+
+
+class AttestationVinMismatch(AttestationError):
+    code, title = "attestation_vin_mismatch", "The attestation is for another VIN"
+
+
+class AttestationBasisInvalid(AttestationError):
+    code = "attestation_basis_invalid"
+    title = "The attestation states no valid basis (owner or owner_authorized)"
+
+
+class AttestationPurposeInvalid(AttestationError):
+    code = "attestation_purpose_invalid"
+    title = "The attestation purpose is not parts_inquiry or maintenance"
+
+
+class OwnerAuthorizationMissing(AttestationError):
+    code = "owner_authorization_missing"
+    title = "basis owner_authorized needs an owner_authorization"
+
+
+class OwnerAuthorizationExpired(AttestationError):
+    code, title = "owner_authorization_expired", "The owner's authorization has expired"
+
+
+class PurposeOutOfScope(AttestationError):
+    code, title = "purpose_out_of_scope", "The purpose is outside the owner's authorization scope"
