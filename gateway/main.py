@@ -39,6 +39,7 @@ from gateway.exceptions import (
     ServiceUnavailable,
     UnsupportedMediaType,
 )
+from gateway.lookups.endpoints import VinDispatch
 from gateway.lookups.endpoints import router as lookups_router
 from gateway.openapi import declares, install_openapi
 from gateway.privacy.endpoints import router as privacy_router
@@ -100,7 +101,11 @@ class FrontendMount(Mount):
 
 
 class GuardMiddleware:
-    """Body size and content type checks, and the scrubbed access log.
+    """Body size and content type checks, the scrubbed access log, and the VIN endpoints.
+
+    After its checks it hands the three VIN endpoints to ``VinDispatch`` (the same service the
+    FastAPI routes call, without FastAPI's per-request layers); everything else goes on to the
+    app.
 
     The access log names the route *template* (never a raw path), the method, the status and the
     duration: no query string, no header, no body. VINs travel only in bodies anyway.
@@ -109,6 +114,7 @@ class GuardMiddleware:
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.vin = VinDispatch()
         # metric children per route template (labels() lookups are not free on every request)
         self._counters: dict[tuple[str, int], Any] = {}
         self._histograms: dict[str, Any] = {}
@@ -131,6 +137,8 @@ class GuardMiddleware:
             refusal = self._refusal(scope, headers)
             if refusal is not None:
                 await self._send_problem(send_wrapper, refusal)
+            elif self.vin.claims(scope):
+                await self.vin(scope, self._limited(receive), send_wrapper, headers)
             else:
                 await self.app(scope, self._limited(receive), send_wrapper)
         except Exception as exc:
@@ -211,6 +219,23 @@ class GuardMiddleware:
         return wrapped
 
 
+class GatewayApp(FastAPI):
+    """FastAPI, with the VIN endpoints answered by a guard in front of FastAPI's own outer
+    layers (error, telemetry and body-limit middleware, exception handling, router): the same
+    checks, the same dispatch and observation as the ``GuardMiddleware`` inside the stack,
+    which serves every other request."""
+
+    vin_guard: GuardMiddleware | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        guard = self.vin_guard
+        if guard is not None and scope["type"] == "http" and guard.vin.claims(scope):
+            scope["app"] = self
+            await guard(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     migrate_on_start = settings.run_migrations_on_start
@@ -224,7 +249,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await state.close()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="vin-gateway",
         version="0.1.0",
         description=(
@@ -238,6 +263,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes)
+    # the VIN endpoints' guard: it answers only what VinDispatch claims, so its inner app (the
+    # whole FastAPI stack) is never reached from it
+    app.vin_guard = GuardMiddleware(super(GatewayApp, app).__call__, settings.max_body_bytes)
     for router in (privacy_router, accounts_router, lookups_router, admin_router):
         app.include_router(router)
 

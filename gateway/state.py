@@ -20,6 +20,7 @@ from gateway.kv import make_redis
 from gateway.limits.consequences import Consequences, FlagFinding
 from gateway.limits.limiter import Limiter, LimitPolicy
 from gateway.lookups.service import VinQuery
+from gateway.pipelined import PipelinedRedis
 from gateway.searchlog.service import SearchLog
 from gateway.secrets import load_or_create
 from gateway.security import jws
@@ -61,6 +62,7 @@ class AppState:
         await self.catalogue.close()
         await self.accounts_db.dispose()
         await self.searchlog_db.dispose()
+        await self.limiter.aclose()
         await self.redis.aclose()
 
 
@@ -123,7 +125,14 @@ async def build_state(settings: Settings, *, migrate_on_start: bool = True) -> A
     )
     catalogue = build_catalogue(settings)
     searchlog = SearchLog.from_settings(settings, searchlog_db)
-    limiter = Limiter(redis, LimitPolicy.from_settings(settings), key=limiter_key)
+    admission = (
+        PipelinedRedis(settings.redis_url, timeout_s=settings.redis_timeout_s)
+        if settings.redis_url
+        else None
+    )
+    limiter = Limiter(
+        redis, LimitPolicy.from_settings(settings), key=limiter_key, admission=admission
+    )
 
     async def flag(finding: FlagFinding) -> None:
         await accounts.add_flag(Flag(**dataclasses.asdict(finding)))

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
+import orjson
 from cachetools import TTLCache
 from tenacity import (
     AsyncRetrying,
@@ -61,6 +62,8 @@ class CatalogueAnswer:
     alternatives: list[dict[str, Any]] = field(default_factory=list)
     parts: list[dict[str, Any]] = field(default_factory=list)
     reason: str | None = None
+    #: ``parts`` as JSON, serialized once per vehicle type and cached with it
+    parts_json: bytes = b"[]"
 
 
 class VehicleTypeNotMatching(GatewayError):
@@ -302,9 +305,9 @@ class Catalogue:
         self._matches: TTLCache[VehicleFeatures, list[dict[str, Any]]] = TTLCache(
             size, cache_ttl_s, timer
         )
-        self._parts: TTLCache[tuple[str, tuple[str, ...] | None], list[dict[str, Any]]] = TTLCache(
-            size, cache_ttl_s, timer
-        )
+        self._parts: TTLCache[
+            tuple[str, tuple[str, ...] | None], tuple[list[dict[str, Any]], bytes]
+        ] = TTLCache(size, cache_ttl_s, timer)
         self._categories: TTLCache[None, list[dict[str, Any]]] = TTLCache(1, cache_ttl_s, timer)
 
     async def lookup(
@@ -331,11 +334,13 @@ class Catalogue:
             return CatalogueAnswer(vehicle_type=None, reason=self.NO_MATCH)
         alternatives = [t for t in matches if t is not chosen]
         key = (chosen["id"], tuple(sorted(categories)) if categories else None)
-        parts = self._parts.get(key)
-        if parts is None:
+        cached = self._parts.get(key)
+        if cached is None:
             parts = await self.backend.parts(chosen["id"], categories)
-            self._parts[key] = parts
-        return CatalogueAnswer(vehicle_type=chosen, alternatives=alternatives, parts=parts)
+            cached = self._parts[key] = (parts, orjson.dumps(parts))
+        return CatalogueAnswer(
+            vehicle_type=chosen, alternatives=alternatives, parts=cached[0], parts_json=cached[1]
+        )
 
     async def categories(self) -> list[dict[str, Any]]:
         found = self._categories.get(None)

@@ -37,6 +37,7 @@ from redis.exceptions import RedisError
 
 from gateway.config import Settings
 from gateway.limits.exceptions import LimiterUnavailable, RateLimited, SuspiciousUsageBlocked
+from gateway.pipelined import Arg, PipelinedRedis
 
 LOCAL_BLOCK_S = 5
 
@@ -209,17 +210,27 @@ def _s(value: Any) -> str:
 
 
 class Limiter:
-    def __init__(self, redis: Any, policy: LimitPolicy, *, key: bytes) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        policy: LimitPolicy,
+        *,
+        key: bytes,
+        admission: PipelinedRedis | None = None,
+    ) -> None:
+        """``admission``: the lean connection for the script call (a real Redis); without it
+        the call goes through redis-py (the embedded stand-in)."""
         self.redis = redis
         self.policy = policy
+        self._admission = admission
         self.key = key
         self._pending: Counter[str] = Counter()
         # blocks seen by this worker, so a blocked account is refused before the attestation's
         # signature is even checked (at most LOCAL_BLOCK_S stale after a manual unblock)
         self._blocks: TTLCache[str, Decision] = TTLCache(100_000, LOCAL_BLOCK_S)
         self._shadow_seen: TTLCache[tuple[str, str], bool] = TTLCache(100_000, 3600)
-        source = resources.files("gateway.limits").joinpath("admit.lua").read_text()
-        self._script = redis.register_script(source)
+        self._source = resources.files("gateway.limits").joinpath("admit.lua").read_text()
+        self._script = redis.register_script(self._source)
 
     def signals_of(self, normalized_vin: str) -> VinSignals:
         return VinSignals.of(self.key, normalized_vin)
@@ -272,7 +283,7 @@ class Limiter:
             tag + ":seq",
         ]
         vin = vin or VinSignals("", "", -1)
-        args = [
+        args: list[Arg] = [
             mode, jti_ttl if jti else 0, cost, p.capacity, p.refill_per_s, weight,
             p.score_window_s, p.score_threshold, vin.vin, p.distinct_window_s, p.distinct_max,
             vin.prefix, vin.serial, p.seq_max_step, p.seq_threshold, p.seq_window_s,
@@ -280,7 +291,10 @@ class Limiter:
             "1" if allowed else "0", p.weights.get("attestation_refused", 0),
         ]  # fmt: skip
         try:
-            raw = await self._script(keys=keys, args=args)
+            if self._admission is not None:
+                raw = await self._admission.evalsha(self._script.sha, self._source, keys, args)
+            else:
+                raw = await self._script(keys=keys, args=args)
         except RedisError as exc:
             raise LimiterUnavailable(headers={"Retry-After": "1"}) from exc
         hits = tuple(SHADOW_NAMES[c] for c in _s(raw[8]))
@@ -331,6 +345,10 @@ class Limiter:
         network = _network_of(client_ip)
         pseudonym = hmac.new(self.key, b"ip:" + network.encode(), hashlib.sha256).hexdigest()[:20]
         return await self._run("admit", "ip:" + pseudonym, cost=1, policy=policy, allowed=True)
+
+    async def aclose(self) -> None:
+        if self._admission is not None:
+            await self._admission.aclose()
 
     async def unblock(self, account_id: str) -> bool:
         self._blocks.pop(account_id, None)

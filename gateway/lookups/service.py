@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -211,10 +210,11 @@ class VinQuery:
                 "vehicle": vehicle.to_dict(),
                 "vehicle_type": found.vehicle_type,
                 "alternatives": found.alternatives,
-                "parts": found.parts,
                 "reason": found.reason,
             }
-            return self._json(200, answer, decision)
+            # the parts list (most of the answer) was serialized once, with the catalogue's cache
+            out = orjson.dumps(answer)[:-1] + b',"parts":' + found.parts_json + b"}"
+            return Answer(200, out, decision.headers())
 
     async def issue_attestation(self, caller: Caller, raw_body: bytes) -> Answer:
         """A gateway-signed attestation for an interactive user's declaration (one per query).
@@ -325,23 +325,8 @@ class VinQuery:
 
     # --- recording ---------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _recorded(self, caller: Caller, endpoint: str) -> AsyncIterator[QueryRecord]:
-        q = QueryRecord(endpoint=endpoint, caller=caller)
-        try:
-            yield q
-        except GatewayError as exc:
-            q.outcome, q.code = "refused", exc.code
-            await self._report(q, exc)
-            raise
-        except Exception:
-            q.outcome, q.code = "error", "internal_error"
-            raise
-        finally:
-            if q.account is not None:
-                if q.outcome == "miss":
-                    self.limiter.note(q.account.id, "catalogue_miss")
-                self.searchlog.record(q.event())
+    def _recorded(self, caller: Caller, endpoint: str) -> _Recording:
+        return _Recording(self, QueryRecord(endpoint=endpoint, caller=caller))
 
     async def _report(self, q: QueryRecord, exc: GatewayError) -> None:
         """A refusal before admission: a signal for the limiter, or the bucket state to show.
@@ -366,3 +351,31 @@ class VinQuery:
     @staticmethod
     def _json(status: int, answer: dict[str, Any], decision: Decision) -> Answer:
         return Answer(status, orjson.dumps(answer), decision.headers())
+
+
+class _Recording:
+    """``async with`` around one query: every refusal is reported, every outcome recorded."""
+
+    __slots__ = ("query", "service")
+
+    def __init__(self, service: VinQuery, query: QueryRecord) -> None:
+        self.service, self.query = service, query
+
+    async def __aenter__(self) -> QueryRecord:
+        return self.query
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        q, service = self.query, self.service
+        try:
+            if isinstance(exc, GatewayError):
+                q.outcome, q.code = "refused", exc.code
+                await service._report(q, exc)
+            elif isinstance(exc, Exception):
+                q.outcome, q.code = "error", "internal_error"
+        finally:
+            if q.account is not None:
+                if q.outcome == "miss":
+                    service.limiter.note(q.account.id, "catalogue_miss")
+                service.searchlog.record(q.event())

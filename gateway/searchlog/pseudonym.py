@@ -75,6 +75,10 @@ class KeyRing:
         self.path = path
         self.epoch = epoch
         self._keys: dict[str, dict[str, bytes]] = {}
+        # keyed HMAC states per (epoch, domain): each pseudonym copies one instead of keying a
+        # new HMAC (two extra SHA-256 blocks); and the epoch label per UTC day
+        self._macs: dict[tuple[str, str], hmac.HMAC] = {}
+        self._day_epochs: dict[int, str] = {}
         self.reload()
 
     def reload(self) -> None:
@@ -84,12 +88,19 @@ class KeyRing:
             epoch: {d: base64.urlsafe_b64decode(k) for d, k in keys.items()}
             for epoch, keys in raw.items()
         }
+        self._macs.clear()
 
     def epochs(self) -> list[str]:
         return sorted(self._keys)
 
     def epoch_of(self, at: float) -> str:
-        return epoch_of(at, self.epoch)
+        day = int(at // 86_400)  # every epoch kind is a whole number of UTC days
+        label = self._day_epochs.get(day)
+        if label is None:
+            if len(self._day_epochs) > 64:
+                self._day_epochs.clear()
+            label = self._day_epochs[day] = epoch_of(day * 86_400, self.epoch)
+        return label
 
     def _ensure(self, epoch: str) -> dict[str, bytes]:
         keys = self._keys.get(epoch)
@@ -113,8 +124,13 @@ class KeyRing:
         return self._keys[epoch]
 
     def pseudonym(self, domain: str, value: str, epoch: str) -> str:
-        key = self._ensure(epoch)[domain]
-        return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:32]
+        mac = self._macs.get((epoch, domain))
+        if mac is None:
+            key = self._ensure(epoch)[domain]
+            mac = self._macs[(epoch, domain)] = hmac.new(key, None, "sha256")
+        keyed = mac.copy()
+        keyed.update(value.encode())
+        return keyed.hexdigest()[:32]
 
     def all_pseudonyms(self, domain: str, value: str) -> dict[str, str]:
         """The value's pseudonym under every live epoch key (to find a subject's rows)."""
@@ -136,6 +152,7 @@ class KeyRing:
             fh.flush()
             os.fsync(fh.fileno())
         self._keys.pop(epoch, None)
+        self._macs.clear()
         return existed
 
 

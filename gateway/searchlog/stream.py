@@ -21,6 +21,8 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from gateway.pipelined import PipelinedRedis
+
 log = logging.getLogger("vin_gateway.searchlog")
 
 Entry = tuple[str, dict[str, Any]]  # (stream id, row)
@@ -50,9 +52,12 @@ class StreamQueue:
         self.redis: Any = aioredis.Redis.from_url(
             redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
         )
+        # the shipping path (XADD batches from every worker): pipelined, packed by hiredis
+        self._pipe = PipelinedRedis(redis_url, timeout_s=timeout_s)
         self._group_ready = False
 
     async def close(self) -> None:
+        await self._pipe.aclose()
         await self.redis.aclose()
 
     async def ensure_group(self) -> None:
@@ -80,10 +85,9 @@ class StreamQueue:
     async def add(self, rows: Sequence[dict[str, Any]]) -> None:
         """XADD every row in one pipelined round trip (no transaction needed: duplicates of a
         partly applied pipeline are harmless, inserts are idempotent)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for row in rows:
-                pipe.xadd(self.stream, {"e": orjson.dumps(row)})
-            await pipe.execute()
+        await self._pipe.execute_many(
+            [("XADD", self.stream, "*", "e", orjson.dumps(row)) for row in rows]
+        )
 
     def _parse(self, raw: Sequence[Any]) -> tuple[list[Entry], list[str]]:
         entries: list[Entry] = []

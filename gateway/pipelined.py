@@ -1,0 +1,220 @@
+"""A lean Redis connection for the request path's commands: multiplexed and pipelined.
+
+Every VIN request makes exactly one Redis call, ``EVALSHA admit.lua``, and its search-log event
+is shipped with ``XADD`` in batches. Through redis-py each call walks the script wrapper, the
+command dispatcher, the connection pool (a checkout and a release) and the parser, and a lookup
+spent more client CPU there than Redis spends running the script. This connection does only
+what those calls need, with hiredis packing the commands and parsing the replies in C:
+
+- **multiplexed**: concurrent requests share the connection; replies are matched to commands
+  in order (Redis answers a connection in order);
+- **pipelined**: the commands of one event-loop turn go out in one write (one system call for
+  all the requests that reached Redis in that turn);
+- **fail closed, bounded**: each call has the configured timeout (``VINGW_REDIS_TIMEOUT_S``),
+  connecting included, one attempt, no retry; a call that times out leaves its place in the
+  queue, so a late reply is matched to it and dropped, never to the next caller;
+- **reconnect**: a broken connection fails the calls waiting on it and the next call opens a new
+  one (AUTH and SELECT as the URL says; ``rediss://`` is TLS with certificate verification,
+  ``unix://`` a socket);
+- **NOSCRIPT**: a Redis that lost its script cache (a restart, ``SCRIPT FLUSH``) gets the script
+  once with ``SCRIPT LOAD`` and the call is made again.
+
+Errors are redis-py's exception types, so the limiter treats them as it treats redis-py's (503
+``limiter_unavailable``). The embedded stand-in (fakeredis) has no socket: the limiter keeps
+redis-py's script call there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import hiredis
+from redis.asyncio.connection import parse_url
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+Arg = str | bytes | int | float
+
+
+def pack(args: Sequence[Arg]) -> bytes:
+    """One command in RESP (hiredis's C packer; its stub types the tuple as one element)."""
+    packed: bytes = hiredis.pack_command(tuple(args))  # type: ignore[arg-type]
+    return packed
+
+
+class _Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.pending: deque[asyncio.Future[Any]] = deque()
+        self._out: list[bytes] = []
+        self.broken: BaseException | None = None
+        self._parser = hiredis.Reader(replyError=ResponseError)
+        self.task = asyncio.create_task(self._read(reader), name="vingw-admission-reader")
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                data = await reader.read(65_536)
+                if not data:
+                    raise RedisConnectionError("Redis closed the connection")
+                self._parser.feed(data)
+                while (reply := self._parser.gets()) is not False:
+                    future = self.pending.popleft()
+                    if not future.done():  # a caller that timed out left its place here
+                        future.set_result(reply)
+        except (Exception, asyncio.CancelledError) as exc:
+            self.fail(exc if isinstance(exc, Exception) else RedisConnectionError("closed"))
+
+    def fail(self, exc: BaseException) -> None:
+        if self.broken is None:
+            self.broken = exc
+        while self.pending:
+            future = self.pending.popleft()
+            if not future.done():
+                future.set_exception(RedisConnectionError("the Redis connection broke"))
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+    def send(self, packed: bytes) -> asyncio.Future[Any]:
+        """Queue one packed command; everything queued in this loop turn is written at once."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self.pending.append(future)
+        if not self._out:
+            loop.call_soon(self._flush)
+        self._out.append(packed)
+        return future
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if self.broken is None:
+            try:
+                self.writer.write(out[0] if len(out) == 1 else b"".join(out))
+            except Exception as exc:
+                self.fail(exc)
+
+
+class PipelinedRedis:
+    def __init__(self, url: str, *, timeout_s: float) -> None:
+        options = parse_url(url)
+        self._path: str | None = options.get("path")
+        self._host: str = options.get("host", "localhost")
+        self._port = int(options.get("port", 6379))
+        self._db = int(options.get("db", 0))
+        self._username: str | None = options.get("username")
+        self._password: str | None = options.get("password")
+        self._tls = url.startswith("rediss://")
+        self.timeout_s = timeout_s
+        self._conn: _Connection | None = None
+        self._connecting: asyncio.Lock | None = None
+
+    async def execute(self, *args: Arg) -> Any:
+        return await self._call(pack(args))
+
+    async def execute_many(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
+        """Several commands in one write; their replies in order (errors raised at the end,
+        after every reply arrived: no half-read pipeline is left on the connection)."""
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                conn = await self._connected()
+                futures = [conn.send(pack(c)) for c in commands]
+                replies = await asyncio.gather(*futures)
+        except TimeoutError:
+            raise RedisTimeoutError("Redis did not answer in time") from None
+        except OSError as exc:
+            self._drop()
+            raise RedisConnectionError(f"Redis is unreachable ({type(exc).__name__})") from None
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise reply
+        return list(replies)
+
+    async def evalsha(self, sha: str, source: str, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
+        """``EVALSHA`` with the script loaded on NOSCRIPT; redis-py's errors on failure."""
+        packed = pack(("EVALSHA", sha, len(keys), *keys, *args))
+        try:
+            return await self._call(packed)
+        except ResponseError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        await self._call(pack(("SCRIPT", "LOAD", source)))
+        try:
+            return await self._call(packed)
+        except ResponseError as exc:
+            if str(exc).startswith("NOSCRIPT"):
+                raise NoScriptError(str(exc)) from None
+            raise
+
+    async def _call(self, packed: bytes) -> Any:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                conn = await self._connected()
+                reply = await conn.send(packed)
+        except TimeoutError:
+            raise RedisTimeoutError("Redis did not answer in time") from None
+        except OSError as exc:
+            self._drop()
+            raise RedisConnectionError(f"Redis is unreachable ({type(exc).__name__})") from None
+        if isinstance(reply, ResponseError):
+            raise reply
+        return reply
+
+    async def _connected(self) -> _Connection:
+        conn = self._conn
+        if conn is not None and conn.broken is None:
+            return conn
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:  # one connect for every caller waiting on it
+            conn = self._conn
+            if conn is not None and conn.broken is None:
+                return conn
+            self._drop()
+            if self._path is not None:
+                reader, writer = await asyncio.open_unix_connection(self._path)
+            else:
+                context = ssl.create_default_context() if self._tls else None
+                reader, writer = await asyncio.open_connection(self._host, self._port, ssl=context)
+            conn = _Connection(reader, writer)
+            try:
+                if self._password is not None:
+                    auth: tuple[str, ...] = (
+                        (self._username, self._password) if self._username else (self._password,)
+                    )
+                    await self._checked(conn.send(pack(("AUTH", *auth))))
+                if self._db:
+                    await self._checked(conn.send(pack(("SELECT", self._db))))
+            except BaseException:
+                conn.fail(RedisConnectionError("connection set-up failed"))
+                raise
+            self._conn = conn
+            return conn
+
+    @staticmethod
+    async def _checked(future: asyncio.Future[Any]) -> None:
+        reply = await future
+        if isinstance(reply, ResponseError):
+            raise RedisConnectionError(f"Redis refused the connection set-up: {reply}")
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.fail(RedisConnectionError("connection dropped"))
+            self._conn.task.cancel()
+            self._conn = None
+
+    async def aclose(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await conn.task
+            conn.fail(RedisConnectionError("closed"))
+            with contextlib.suppress(Exception):
+                await conn.writer.wait_closed()

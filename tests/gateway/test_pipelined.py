@@ -1,0 +1,147 @@
+"""The request path's lean Redis connection against real redis-server processes of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gateway.pipelined import PipelinedRedis
+
+from .procs import free_port
+
+pytestmark = pytest.mark.redis
+
+SCRIPT = "return {KEYS[1], ARGV[1], tonumber(ARGV[2]) + 1}"
+
+
+@contextmanager
+def redis_server(tmp_path: Path, *extra: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path), *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        password = extra[extra.index("--requirepass") + 1] if "--requirepass" in extra else None
+        for _ in range(100):
+            try:
+                redis.Redis(port=port, password=password, socket_connect_timeout=0.2).ping()
+                break
+            except redis.RedisError:
+                time.sleep(0.05)
+        yield port, proc
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.terminate()
+        proc.wait(10)
+
+
+async def test_evalsha_answers_as_redis_py_and_survives_script_flush(tmp_path: Path) -> None:
+    with redis_server(tmp_path) as (port, _):
+        url = f"redis://127.0.0.1:{port}/0"
+        client = redis.asyncio.Redis.from_url(url)
+        script = client.register_script(SCRIPT)
+        expected = await script(keys=["k"], args=["a", 41])
+        lean = PipelinedRedis(url, timeout_s=1.0)
+        try:
+            assert await lean.evalsha(script.sha, SCRIPT, ["k"], ["a", 41]) == expected
+            await client.script_flush()  # as after a Redis restart: the script cache is empty
+            assert await lean.evalsha(script.sha, SCRIPT, ["k"], ["a", 41]) == [b"k", b"a", 42]
+            with pytest.raises(ResponseError):
+                await lean.execute("INCR")  # a wrong command is Redis's error, raised as such
+        finally:
+            await lean.aclose()
+            await client.aclose()
+
+
+async def test_concurrent_callers_get_their_own_replies(tmp_path: Path) -> None:
+    with redis_server(tmp_path) as (port, _):
+        lean = PipelinedRedis(f"redis://127.0.0.1:{port}/0", timeout_s=2.0)
+        try:
+            keys = [f"k{i % 7}" for i in range(300)]
+            replies = await asyncio.gather(*(lean.execute("INCR", k) for k in keys))
+            for k in set(keys):
+                assert sorted(r for key, r in zip(keys, replies, strict=True) if key == k) == list(
+                    range(1, keys.count(k) + 1)
+                )
+            many = await lean.execute_many([("SET", "a", "1"), ("INCR", "a"), ("GET", "a")])
+            assert many == [b"OK", 2, b"2"]
+        finally:
+            await lean.aclose()
+
+
+async def test_frozen_redis_fails_within_the_timeout_and_replies_stay_matched(
+    tmp_path: Path,
+) -> None:
+    with redis_server(tmp_path) as (port, proc):
+        lean = PipelinedRedis(f"redis://127.0.0.1:{port}/0", timeout_s=0.5)
+        try:
+            assert await lean.execute("SET", "n", "0") == b"OK"
+            os.kill(proc.pid, signal.SIGSTOP)
+            for _ in range(2):  # never two timeouts' worth: each call is bounded on its own
+                started = time.monotonic()
+                with pytest.raises(RedisTimeoutError):
+                    await lean.execute("INCR", "n")
+                assert time.monotonic() - started < 0.5 + 0.3
+            os.kill(proc.pid, signal.SIGCONT)
+            # the two late replies (1 and 2) are dropped, not handed to the next caller
+            assert await lean.execute("INCR", "n") == 3
+        finally:
+            await lean.aclose()
+
+
+async def test_a_killed_connection_is_replaced(tmp_path: Path) -> None:
+    with redis_server(tmp_path) as (port, _):
+        url = f"redis://127.0.0.1:{port}/0"
+        lean = PipelinedRedis(url, timeout_s=1.0)
+        admin = redis.Redis.from_url(url)
+        try:
+            assert await lean.execute("PING") == b"PONG"
+            admin.client_kill_filter(_type="normal", skipme=True)
+            await asyncio.sleep(0.1)
+            assert await lean.execute("PING") == b"PONG"
+        finally:
+            await lean.aclose()
+            admin.close()
+
+
+async def test_auth_and_database_from_the_url(tmp_path: Path) -> None:
+    with redis_server(tmp_path, "--requirepass", "s3cret-pw") as (port, _):
+        lean = PipelinedRedis(f"redis://:s3cret-pw@127.0.0.1:{port}/3", timeout_s=1.0)
+        wrong = PipelinedRedis(f"redis://:nope@127.0.0.1:{port}/0", timeout_s=1.0)
+        try:
+            assert await lean.execute("SET", "where", "db3") == b"OK"
+            admin = redis.Redis(port=port, password="s3cret-pw", db=3)
+            assert admin.get("where") == b"db3"
+            admin.close()
+            with pytest.raises(RedisConnectionError):
+                await wrong.execute("PING")
+        finally:
+            await lean.aclose()
+            await wrong.aclose()
+
+
+async def test_unreachable_redis_is_a_connection_error() -> None:
+    lean = PipelinedRedis(f"redis://127.0.0.1:{free_port()}/0", timeout_s=1.0)
+    started = time.monotonic()
+    with pytest.raises(RedisConnectionError):
+        await lean.execute("PING")
+    assert time.monotonic() - started < 1.0
+    await lean.aclose()
