@@ -111,10 +111,10 @@ class GuardMiddleware:
     duration: no query string, no header, no body. VINs travel only in bodies anyway.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, *, vin_dispatch: bool = True) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self.vin = VinDispatch()
+        self.vin = VinDispatch() if vin_dispatch else None
         # metric children per route template (labels() lookups are not free on every request)
         self._counters: dict[tuple[str, int], Any] = {}
         self._histograms: dict[str, Any] = {}
@@ -137,7 +137,7 @@ class GuardMiddleware:
             refusal = self._refusal(scope, headers)
             if refusal is not None:
                 await self._send_problem(send_wrapper, refusal)
-            elif self.vin.claims(scope):
+            elif self.vin is not None and self.vin.claims(scope):
                 await self.vin(scope, self._limited(receive), send_wrapper, headers)
             else:
                 await self.app(scope, self._limited(receive), send_wrapper)
@@ -229,14 +229,16 @@ class GatewayApp(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         guard = self.vin_guard
-        if guard is not None and scope["type"] == "http" and guard.vin.claims(scope):
+        if guard is not None and scope["type"] == "http" and guard.vin and guard.vin.claims(scope):
             scope["app"] = self
             await guard(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, vin_dispatch: bool = True) -> FastAPI:
+    """The gateway. ``vin_dispatch=False`` leaves the VIN endpoints to their FastAPI routes
+    (tests compare both ways; production always dispatches)."""
     settings = settings or Settings()
     migrate_on_start = settings.run_migrations_on_start
 
@@ -262,10 +264,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     install_error_handlers(app)
-    app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes)
-    # the VIN endpoints' guard: it answers only what VinDispatch claims, so its inner app (the
-    # whole FastAPI stack) is never reached from it
-    app.vin_guard = GuardMiddleware(super(GatewayApp, app).__call__, settings.max_body_bytes)
+    app.add_middleware(
+        GuardMiddleware, max_body_bytes=settings.max_body_bytes, vin_dispatch=vin_dispatch
+    )
+    if vin_dispatch:
+        # the VIN endpoints' guard: it answers only what VinDispatch claims, so its inner app
+        # (the whole FastAPI stack) is never reached from it
+        app.vin_guard = GuardMiddleware(super(GatewayApp, app).__call__, settings.max_body_bytes)
     for router in (privacy_router, accounts_router, lookups_router, admin_router):
         app.include_router(router)
 

@@ -117,15 +117,27 @@ class VinDispatch:
         scope["route"] = route  # the access log and metrics name the template
         query: VinQuery = scope["app"].state.gw.vin_query
         run: Run = getattr(query, route.name)
-        response: Response
         try:
             body = await _read_body(receive)
-            response = response_of(await run(caller_of(headers, scope.get("client")), body))
+            done = await run(caller_of(headers, scope.get("client")), body)
         except GatewayError as exc:
-            response = problem_response(exc)
+            await problem_response(exc)(scope, receive, send)
+            return
         except StarletteHTTPException as exc:  # the guard's body limit while reading
-            response = problem_response(PayloadTooLarge(), exc.headers)
-        await response(scope, receive, send)
+            await problem_response(PayloadTooLarge(), exc.headers)(scope, receive, send)
+            return
+        # what Starlette's Response(done.body, done.status, done.headers, "application/json")
+        # sends, without building one per answer
+        raw = [
+            (name.lower().encode("latin-1"), v.encode("latin-1"))
+            for name, v in done.headers.items()
+        ]
+        raw += [(b"content-length", str(len(done.body)).encode()), _JSON]
+        await send({"type": "http.response.start", "status": done.status, "headers": raw})
+        await send({"type": "http.response.body", "body": done.body})
+
+
+_JSON = (b"content-type", b"application/json")
 
 
 @dataclass(frozen=True, slots=True)
