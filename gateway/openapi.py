@@ -27,7 +27,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.catalogue.backends import CatalogueUnavailable
+from gateway.catalogue.exceptions import CatalogueUnavailable
 from gateway.exceptions import (
     BadRequest,
     GatewayError,

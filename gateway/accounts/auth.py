@@ -33,9 +33,9 @@ from typing import Any, Generic, TypeVar
 
 from cachetools import LRUCache, TTLCache
 
+from gateway.accounts.exceptions import InvalidToken
 from gateway.accounts.repository import CredentialRow
 from gateway.accounts.service import AccountService, AccountState
-from gateway.errors import InvalidToken
 from gateway.security import jws
 from gateway.security.tokens import AccessTokens, credential_digest, parse_api_key
 
@@ -115,7 +115,7 @@ class Authenticator:
         *,
         ttl_s: float,
         gateway_keys: dict[str, jws.BoundKey],
-        short_ttl_s: float = 5.0,
+        short_ttl_s: float,
         max_entries: int = 50_000,
         max_negative: int = 10_000,
     ) -> None:
@@ -132,6 +132,11 @@ class Authenticator:
         )
         self._states: _AgedCache[AccountState] = _AgedCache(max_entries, lambda _id, s: s.id)
         self._keys: _AgedCache[jws.BoundKey] = _AgedCache(max_entries, lambda _kid, k: k.owner)
+        # (digest, kid) -> (state, API key id, key, credential expiry): the warm path's one
+        # lookup, stored with the three entries above by the same load, dropped with them
+        self._answers: _AgedCache[tuple[AccountState, str | None, jws.BoundKey | None, float]] = (
+            _AgedCache(max_entries, lambda _query, answer: answer[0].id)
+        )
         # ("cred", digest) | ("key_id", API key id) | ("kid", account id or None, kid)
         self._negative: TTLCache[tuple[str | None, ...], bool] = TTLCache(
             max_negative, self.short_ttl_s
@@ -152,6 +157,7 @@ class Authenticator:
         self._states.drop_account(account_id)
         self._credentials.drop_account(account_id)
         self._keys.drop_account(account_id)
+        self._answers.drop_account(account_id)
 
     def clear(self) -> None:
         """Drop everything (the invalidation subscription (re)connected: messages may be lost)."""
@@ -159,6 +165,7 @@ class Authenticator:
         self._credentials.clear()
         self._states.clear()
         self._keys.clear()
+        self._answers.clear()
         self._negative.clear()
 
     def cache_sizes(self) -> dict[str, int]:
@@ -186,6 +193,10 @@ class Authenticator:
         gateway-issued). Cold: one SQL statement; warm: none. Raises InvalidToken."""
         max_age = self.max_age
         digest = credential_digest(bearer)
+        # the warm path: one lookup for the whole answer of this credential and kid
+        known = self._answers.get((digest, kid), max_age)
+        if known is not _MISSING and known[3] > time.time():
+            return known[0], known[1], known[2]
         cred = self._credentials.get(digest, max_age)
         if cred is not _MISSING and cred[2] > time.time():
             account_id, key_id, _expires = cred
@@ -255,6 +266,10 @@ class Authenticator:
                 self._negative[("kid", row.account_id, db_kid)] = True
         if kid is not None and db_kid is None:
             key = self.gateway_keys[kid]
+        if epoch == self._epoch and (kid is None or key is not None):
+            # as old as the entries it sums up (their TTL holds for it); a missing key is not
+            # kept here (it lives the short negative TTL)
+            self._answers.put((digest, kid), (state, key_id, key, expires))
         return state, key_id, key
 
     @staticmethod

@@ -15,7 +15,14 @@ from gateway.accounts.deps import (
     CurrentAccount,
     IpLimited,
 )
-from gateway.accounts.exceptions import EmailTaken, InvalidCredentials
+from gateway.accounts.exceptions import (
+    AttestationKeyExists,
+    EmailTaken,
+    InvalidCredentials,
+    PolicyVersionMismatch,
+    UnsupportedAttestationKey,
+    WeakPassword,
+)
 from gateway.accounts.models import (
     AccountCreate,
     AccountPublic,
@@ -25,12 +32,6 @@ from gateway.accounts.models import (
     AttestationKeyCreate,
     AttestationKeyPublic,
     ConsentAccept,
-)
-from gateway.accounts.service import (
-    AttestationKeyExists,
-    PolicyVersionMismatch,
-    UnsupportedAttestationKey,
-    WeakPassword,
 )
 from gateway.exceptions import NotFound
 from gateway.openapi import declares

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.exceptions import Conflict, Forbidden, NotAuthenticated
+from gateway.exceptions import Conflict, Forbidden, GatewayError, NotAuthenticated
 
 
 class InvalidToken(NotAuthenticated):
@@ -34,3 +34,27 @@ class ConsentWithdrawn(PolicyAcceptanceRequired):
 
 class EmailTaken(Conflict):
     code, title = "email_taken", "An account with this email already exists"
+
+
+class WeakPassword(GatewayError):
+    code, status, title = "weak_password", 422, "The password is too weak"
+
+
+class PolicyVersionMismatch(GatewayError):
+    code, status, title = (
+        "privacy_policy_version_mismatch",
+        422,
+        "Accept the privacy policy version in force",
+    )
+
+
+class UnsupportedAttestationKey(GatewayError):
+    code, status, title = (
+        "attestation_key_unsupported",
+        422,
+        "Only public EC P-256 (ES256) or RSA >= 2048 bit (RS256) JWKs are accepted",
+    )
+
+
+class AttestationKeyExists(GatewayError):
+    code, status, title = "attestation_key_exists", 409, "This key is already registered"

@@ -11,6 +11,14 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 
+from gateway.accounts.exceptions import (
+    AttestationKeyExists,
+    EmailTaken,
+    InvalidCredentials,
+    PolicyVersionMismatch,
+    UnsupportedAttestationKey,
+    WeakPassword,
+)
 from gateway.accounts.models import (
     Account,
     AccountCreate,
@@ -23,13 +31,7 @@ from gateway.accounts.models import (
 from gateway.accounts.repository import AccountRepository, CredentialRow
 from gateway.config import Settings
 from gateway.db import Database
-from gateway.errors import (
-    EmailTaken,
-    GatewayError,
-    InvalidCredentials,
-    InvalidRequest,
-    NotFound,
-)
+from gateway.exceptions import InvalidRequest, NotFound
 from gateway.security import jws
 from gateway.security.passwords import Passwords, password_problems
 from gateway.security.tokens import new_api_key
@@ -40,30 +42,6 @@ K = TypeVar("K", ApiKey, AttestationKey)
 
 def new_account_id() -> str:
     return "acct_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(10))
-
-
-class WeakPassword(GatewayError):
-    code, status, title = "weak_password", 422, "The password is too weak"
-
-
-class PolicyVersionMismatch(GatewayError):
-    code, status, title = (
-        "privacy_policy_version_mismatch",
-        422,
-        "Accept the privacy policy version in force",
-    )
-
-
-class UnsupportedAttestationKey(GatewayError):
-    code, status, title = (
-        "attestation_key_unsupported",
-        422,
-        "Only public EC P-256 (ES256) or RSA >= 2048 bit (RS256) JWKs are accepted",
-    )
-
-
-class AttestationKeyExists(GatewayError):
-    code, status, title = "attestation_key_exists", 409, "This key is already registered"
 
 
 @dataclass(frozen=True, slots=True)

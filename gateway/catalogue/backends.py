@@ -31,8 +31,14 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from gateway.catalogue.exceptions import (
+    CatalogueBadGateway,
+    CatalogueTimeout,
+    CatalogueUnavailable,
+    VehicleTypeNotMatching,
+)
 from gateway.catalogue.sample import SampleCatalogue
-from gateway.errors import GatewayError, ServiceUnavailable
+from gateway.exceptions import GatewayError
 
 if TYPE_CHECKING:
     from gateway.config import Settings
@@ -64,26 +70,6 @@ class CatalogueAnswer:
     reason: str | None = None
     #: ``parts`` as JSON, serialized once per vehicle type and cached with it
     parts_json: bytes = b"[]"
-
-
-class VehicleTypeNotMatching(GatewayError):
-    code, status, title = (
-        "vehicle_type_not_matching",
-        422,
-        "The requested vehicle type is not one this VIN may be",
-    )
-
-
-class CatalogueUnavailable(ServiceUnavailable):
-    code, title = "catalogue_unavailable", "The parts catalogue is unavailable"
-
-
-class CatalogueBadGateway(GatewayError):
-    code, status, title = "catalogue_bad_gateway", 502, "The parts catalogue answered badly"
-
-
-class CatalogueTimeout(GatewayError):
-    code, status, title = "catalogue_timeout", 504, "The parts catalogue did not answer in time"
 
 
 class CatalogueBackend(Protocol):

@@ -240,6 +240,8 @@ class Limiter:
             self._blocks[account_id] = decision
 
     def blocked_locally(self, account_id: str) -> Decision | None:
+        if not self._blocks:  # the common case: no block known here (len without expiring)
+            return None
         return self._blocks.get(account_id)
 
     def first_shadow_hit(self, account_id: str, policy: str) -> bool:

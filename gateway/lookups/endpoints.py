@@ -18,7 +18,7 @@ from gateway.accounts.exceptions import (
     InvalidToken,
     PolicyAcceptanceRequired,
 )
-from gateway.catalogue.backends import (
+from gateway.catalogue.exceptions import (
     CatalogueBadGateway,
     CatalogueTimeout,
     CatalogueUnavailable,

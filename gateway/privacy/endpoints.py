@@ -13,9 +13,8 @@ from typing import Any
 from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
-from gateway.accounts.exceptions import EmailTaken
+from gateway.accounts.exceptions import EmailTaken, WeakPassword
 from gateway.accounts.models import AccountPublic, AccountUpdate
-from gateway.accounts.service import WeakPassword
 from gateway.deps import CurrentAccount, StateDep
 from gateway.exceptions import InvalidRequest, NotFound, ServiceUnavailable
 from gateway.openapi import declares

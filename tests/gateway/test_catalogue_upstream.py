@@ -23,14 +23,16 @@ import uvicorn
 import vin as vinlib
 from gateway.catalogue.backends import (
     Catalogue,
-    CatalogueBadGateway,
-    CatalogueTimeout,
-    CatalogueUnavailable,
     CircuitBreaker,
     EmbeddedBackend,
     UpstreamBackend,
     build_catalogue,
     max_call_seconds,
+)
+from gateway.catalogue.exceptions import (
+    CatalogueBadGateway,
+    CatalogueTimeout,
+    CatalogueUnavailable,
 )
 from gateway.config import Settings
 from gateway.lookups.service import features_of

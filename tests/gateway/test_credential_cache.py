@@ -22,8 +22,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from gateway.accounts.auth import Authenticator
+from gateway.accounts.exceptions import InvalidToken
 from gateway.accounts.invalidation import CHANNEL, REASONS, Invalidation
-from gateway.errors import InvalidToken
 from tests.gateway import signing
 from tests.gateway.conftest import Api, serving, settings_for
 from tests.gateway.procs import BIN, FAST_ENV, running, workshop
@@ -364,7 +364,9 @@ async def test_eviction_keeps_the_account_index_exact(api: Api) -> None:
     """A bounded cache: evicted entries leave the per-account index, and forgetting an account
     drops its entries only."""
     s = api.state
-    auth = Authenticator(s.accounts, s.tokens, ttl_s=300, gateway_keys={}, max_entries=2)
+    auth = Authenticator(
+        s.accounts, s.tokens, ttl_s=300, short_ttl_s=5, gateway_keys={}, max_entries=2
+    )
     auth.live = True
     first, second, third = [await api.workshop() for _ in range(3)]
     for w in (first, second, third):
