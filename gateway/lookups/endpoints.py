@@ -61,6 +61,8 @@ VIN_PATH_ERRORS: tuple[type[GatewayError], ...] = (
 )
 #: Every refusal of the attestation verifier (each a subclass; the base is never sent).
 ATTESTATION_REFUSALS: tuple[type[GatewayError], ...] = tuple(AttestationError.__subclasses__())
+#: What the endpoints that take a VIN-Attestation can refuse before the catalogue.
+ATTESTED_ERRORS = (*VIN_PATH_ERRORS, *ATTESTATION_REFUSALS, AttestationReplayed)
 #: The bearer credential is read by the service, so the operation states its scheme itself.
 BEARER: dict[str, Any] = {"security": [{"HTTPBearer": []}]}
 
@@ -169,12 +171,7 @@ def _openapi(**extra: Any) -> dict[str, Any]:
     openapi_extra=_openapi(**examples.request_body(example=examples.DECODE_REQUEST)),
 )
 @declares(
-    *VIN_PATH_ERRORS,
-    *ATTESTATION_REFUSALS,
-    AttestationReplayed,
-    rate_limit=True,
-    parameters=[VIN_ATTESTATION_PARAMETER],
-    body=DecodeRequest,
+    *ATTESTED_ERRORS, rate_limit=True, parameters=[VIN_ATTESTATION_PARAMETER], body=DecodeRequest
 )
 async def decode(request: Request, query: VinQueryDep) -> Response:
     """Decode a VIN (bearer + attestation, like every VIN endpoint)."""
@@ -189,9 +186,7 @@ async def decode(request: Request, query: VinQueryDep) -> Response:
     openapi_extra=_openapi(**examples.request_body(example=examples.LOOKUP_REQUEST)),
 )
 @declares(
-    *VIN_PATH_ERRORS,
-    *ATTESTATION_REFUSALS,
-    AttestationReplayed,
+    *ATTESTED_ERRORS,
     *CATALOGUE_ERRORS,
     VehicleTypeNotMatching,
     rate_limit=True,
