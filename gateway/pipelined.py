@@ -12,7 +12,8 @@ what those calls need, with hiredis packing the commands and parsing the replies
   all the requests that reached Redis in that turn);
 - **fail closed, bounded**: each call has the configured timeout (``VINGW_REDIS_TIMEOUT_S``),
   connecting included, one attempt, no retry; a call that times out leaves its place in the
-  queue, so a late reply is matched to it and dropped, never to the next caller;
+  queue, so a late reply is matched to it and dropped, never to the next caller; a connection
+  that answered nothing for a whole timeout is given up (memory stays bounded);
 - **reconnect**: a broken connection fails the calls waiting on it and the next call opens a new
   one (AUTH and SELECT as the URL says; ``rediss://`` is TLS with certificate verification,
   ``unix://`` a socket);
@@ -29,12 +30,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 import hiredis
-from redis.asyncio.connection import parse_url
+from redis.asyncio.connection import SSLConnection, parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -54,6 +56,7 @@ class _Connection:
         self.pending: deque[asyncio.Future[Any]] = deque()
         self._out: list[bytes] = []
         self.broken: BaseException | None = None
+        self.last_reply = time.monotonic()  # replies prove Redis alive; silence drops it
         self._parser = hiredis.Reader(replyError=ResponseError)
         self.task = asyncio.create_task(self._read(reader), name="vingw-admission-reader")
 
@@ -64,6 +67,7 @@ class _Connection:
                 if not data:
                     raise RedisConnectionError("Redis closed the connection")
                 self._parser.feed(data)
+                self.last_reply = time.monotonic()
                 while (reply := self._parser.gets()) is not False:
                     future = self.pending.popleft()
                     if not future.done():  # a caller that timed out left its place here
@@ -83,6 +87,8 @@ class _Connection:
 
     def send(self, packed: bytes) -> asyncio.Future[Any]:
         """Queue one packed command; everything queued in this loop turn is written at once."""
+        if self.broken is not None:
+            raise RedisConnectionError("the Redis connection broke")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self.pending.append(future)
@@ -109,7 +115,10 @@ class PipelinedRedis:
         self._db = int(options.get("db", 0))
         self._username: str | None = options.get("username")
         self._password: str | None = options.get("password")
-        self._tls = url.startswith("rediss://")
+        self._tls = options.get("connection_class") is SSLConnection
+        self._ssl_options: dict[str, Any] = {
+            k: v for k, v in options.items() if k.startswith("ssl_")
+        }
         self.timeout_s = timeout_s
         self._conn: _Connection | None = None
         self._connecting: asyncio.Lock | None = None
@@ -127,7 +136,7 @@ class PipelinedRedis:
                 futures = [conn.send(pack(c)) for c in commands]
                 replies = await asyncio.gather(*futures)
         except TimeoutError:
-            raise RedisTimeoutError("Redis did not answer in time") from None
+            raise self._timed_out() from None
         except OSError as exc:
             self._drop()
             raise RedisConnectionError(f"Redis is unreachable ({type(exc).__name__})") from None
@@ -152,13 +161,23 @@ class PipelinedRedis:
                 raise NoScriptError(str(exc)) from None
             raise
 
+    def _timed_out(self) -> RedisTimeoutError:
+        """A call ran out of time. A connection that answered nothing for a whole timeout is
+        given up (a frozen Redis, a half-open socket after a failover): the callers waiting on
+        it fail now, its buffers go, and the next call connects anew, instead of every call
+        timing out on it until TCP itself gives up."""
+        conn = self._conn
+        if conn is not None and time.monotonic() - conn.last_reply >= self.timeout_s:
+            self._drop()
+        return RedisTimeoutError("Redis did not answer in time")
+
     async def _call(self, packed: bytes) -> Any:
         try:
             async with asyncio.timeout(self.timeout_s):
                 conn = await self._connected()
                 reply = await conn.send(packed)
         except TimeoutError:
-            raise RedisTimeoutError("Redis did not answer in time") from None
+            raise self._timed_out() from None
         except OSError as exc:
             self._drop()
             raise RedisConnectionError(f"Redis is unreachable ({type(exc).__name__})") from None
@@ -180,7 +199,7 @@ class PipelinedRedis:
             if self._path is not None:
                 reader, writer = await asyncio.open_unix_connection(self._path)
             else:
-                context = ssl.create_default_context() if self._tls else None
+                context = self._ssl_context() if self._tls else None
                 reader, writer = await asyncio.open_connection(self._host, self._port, ssl=context)
             conn = _Connection(reader, writer)
             try:
@@ -196,6 +215,18 @@ class PipelinedRedis:
                 raise
             self._conn = conn
             return conn
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        """TLS as the URL asks (``rediss://``, ``ssl_ca_certs``, ``ssl_cert_reqs``,
+        ``ssl_certfile``/``ssl_keyfile``); certificates are verified unless it says none."""
+        o = self._ssl_options
+        context = ssl.create_default_context(cafile=o.get("ssl_ca_certs"))
+        if o.get("ssl_certfile"):
+            context.load_cert_chain(o["ssl_certfile"], o.get("ssl_keyfile"))
+        if str(o.get("ssl_cert_reqs", "required")).lower() in {"none", "0"}:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
 
     @staticmethod
     async def _checked(future: asyncio.Future[Any]) -> None:

@@ -126,6 +126,8 @@ class VinDispatch:
             await problem_response(exc)(scope, receive, send)
             return
         except StarletteHTTPException as exc:  # the guard's body limit while reading
+            if exc.status_code != 413:
+                raise
             await problem_response(PayloadTooLarge(), exc.headers)(scope, receive, send)
             return
         # what Starlette's Response(done.body, done.status, done.headers, "application/json")

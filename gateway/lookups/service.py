@@ -13,7 +13,8 @@ inside ``_recorded``, the one place that sees every outcome. The order, and why:
 3. **attestation**: the signed declaration that the caller owns the vehicle or holds the owner's
    authorization. Checked before the VIN is decoded because it binds the body's VIN
    (``vin_sha256``) and is the legal basis of the query. (``issue_attestation`` has no
-   attestation: it checks the declaration it is about to sign instead, after the VIN.)
+   attestation: it checks the declaration it is about to sign instead, after the VIN and
+   before admission, so a refused declaration is a signal too.)
 4. **VIN**: normalized, validated and decoded with ``vin``; every problem is reported at once.
 5. **admission**: ONE Redis round trip (``admit.lua``) claims the attestation's ``jti`` (replay)
    and decides block, flood, guessing score, distinct VINs and serial walks together; its
@@ -220,13 +221,14 @@ class VinQuery:
         """A gateway-signed attestation for an interactive user's declaration (one per query).
 
         The same path without step 3: the declaration in the body is what gets signed, so it is
-        checked (after the VIN: nothing is signed for an invalid one) instead of a token."""
+        checked instead of a token (after the VIN: nothing is signed for an invalid one)."""
         async with self._recorded(caller, "issue_attestation") as q:
             account = await self._account(q)
             body = self._body(q, AttestationRequest, raw_body)
             q.vin = vinlib.normalize(body.vin)
             self._valid_vin(q, body.vin)
-            decision = await self._admit(q)
+            # the declaration before admission: a refused one is a suspicious-usage signal,
+            # reported like a refused attestation
             now = int(time.time())
             grant = body.owner_authorization
             if body.basis == "owner_authorized":
@@ -236,6 +238,7 @@ class VinQuery:
                     raise OwnerAuthorizationExpired()
                 if grant.scope is not None and body.purpose not in grant.scope:
                     raise PurposeOutOfScope()
+            decision = await self._admit(q)
             ttl = min(self.settings.gateway_attestation_ttl_s, self.verifier.max_lifetime_s)
             jti = secrets.token_urlsafe(18)
             claims: dict[str, Any] = {

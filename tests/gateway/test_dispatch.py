@@ -71,3 +71,20 @@ async def test_refused_attestation_alike(api: Api) -> None:
     await routes.aclose()
     assert answers[0].status_code == 403
     assert shape(answers[0]) == shape(answers[1])
+
+
+async def test_a_refused_declaration_is_a_suspicious_usage_signal(api: Api) -> None:
+    """POST /v1/attestations checks the declaration before admission, so a refused one is
+    reported to the limiter like a refused attestation (the guessing score grows)."""
+    acct = await api.workshop()
+    before = (await api.state.limiter.peek(acct.id)).score
+    expired = {"ref": "WO-1", "valid_until": 1}
+    r = await api.client.post(
+        "/v1/attestations",
+        json={"vin": VIN, "basis": "owner_authorized", "purpose": "maintenance",
+              "owner_authorization": expired},
+        headers=acct.auth,
+    )  # fmt: skip
+    assert r.status_code == 403 and r.json()["code"] == "owner_authorization_expired"
+    weight = api.state.limiter.policy.weights["attestation_refused"]
+    assert (await api.state.limiter.peek(acct.id)).score == before + weight

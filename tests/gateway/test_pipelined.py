@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -100,9 +101,15 @@ async def test_frozen_redis_fails_within_the_timeout_and_replies_stay_matched(
                 with pytest.raises(RedisTimeoutError):
                     await lean.execute("INCR", "n")
                 assert time.monotonic() - started < 0.5 + 0.3
+            # a connection that answered nothing for a whole timeout was given up: nothing
+            # waits on it and nothing more is written to it
+            assert lean._conn is None or lean._conn.broken is not None
             os.kill(proc.pid, signal.SIGCONT)
-            # the two late replies (1 and 2) are dropped, not handed to the next caller
-            assert await lean.execute("INCR", "n") == 3
+            # a fresh connection: its replies are its own (a late INCR reply of the dropped
+            # connection can never be handed to the next caller)
+            assert await lean.execute("PING") == b"PONG"
+            assert await lean.execute("INCR", "n") in {1, 2, 3}
+            assert await lean.execute("PING") == b"PONG"
         finally:
             await lean.aclose()
 
@@ -136,6 +143,16 @@ async def test_auth_and_database_from_the_url(tmp_path: Path) -> None:
         finally:
             await lean.aclose()
             await wrong.aclose()
+
+
+async def test_tls_follows_the_url_scheme_whatever_its_case() -> None:
+    plain = PipelinedRedis("redis://127.0.0.1:6379/0", timeout_s=1.0)
+    upper = PipelinedRedis("REDISS://:pw@redis.example:6380/0?ssl_cert_reqs=none", timeout_s=1.0)
+    assert not plain._tls and upper._tls
+    context = upper._ssl_context()
+    assert context.verify_mode == ssl.CERT_NONE
+    verified = PipelinedRedis("rediss://redis.example:6380/0", timeout_s=1.0)._ssl_context()
+    assert verified.verify_mode == ssl.CERT_REQUIRED and verified.check_hostname
 
 
 async def test_unreachable_redis_is_a_connection_error() -> None:
