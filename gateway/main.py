@@ -103,18 +103,20 @@ class FrontendMount(Mount):
 class GuardMiddleware:
     """Body size and content type checks, the scrubbed access log, and the VIN endpoints.
 
-    After its checks it hands the three VIN endpoints to ``VinDispatch`` (the same service the
-    FastAPI routes call, without FastAPI's per-request layers); everything else goes on to the
-    app.
+    Given ``vin`` (the instance ``GatewayApp`` puts in front of FastAPI), it hands the three
+    VIN endpoints to ``VinDispatch`` after its checks (the same service the FastAPI routes call,
+    without FastAPI's per-request layers); everything else goes on to the app.
 
     The access log names the route *template* (never a raw path), the method, the status and the
     duration: no query string, no header, no body. VINs travel only in bodies anyway.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, *, vin_dispatch: bool = True) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, *, vin: VinDispatch | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self.vin = VinDispatch() if vin_dispatch else None
+        self.vin = vin
         # metric children per route template (labels() lookups are not free on every request)
         self._counters: dict[tuple[str, int], Any] = {}
         self._histograms: dict[str, Any] = {}
@@ -264,13 +266,13 @@ def create_app(settings: Settings | None = None, *, vin_dispatch: bool = True) -
         redoc_url=None,
     )
     install_error_handlers(app)
-    app.add_middleware(
-        GuardMiddleware, max_body_bytes=settings.max_body_bytes, vin_dispatch=vin_dispatch
-    )
+    app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes)
     if vin_dispatch:
-        # the VIN endpoints' guard: it answers only what VinDispatch claims, so its inner app
-        # (the whole FastAPI stack) is never reached from it
-        app.vin_guard = GuardMiddleware(super(GatewayApp, app).__call__, settings.max_body_bytes)
+        # the VIN endpoints' guard, in front of FastAPI: it answers only what VinDispatch
+        # claims, so its inner app (the whole FastAPI stack) is never reached from it
+        app.vin_guard = GuardMiddleware(
+            super(GatewayApp, app).__call__, settings.max_body_bytes, vin=VinDispatch()
+        )
     for router in (privacy_router, accounts_router, lookups_router, admin_router):
         app.include_router(router)
 

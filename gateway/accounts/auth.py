@@ -6,7 +6,9 @@ account's state and its attestation key in ONE indexed statement
 
 * credentials under a SHA-256 digest of the credential (never the credential itself), an access
   token's entry no longer than the token lives;
-* account states by account id, attestation keys by kid.
+* account states by account id, attestation keys by kid;
+* and, for the warm path's single lookup, the whole answer by (credential digest, kid), stored
+  by the same load as the entries it sums up and dropped with them.
 
 Positive entries live ``auth_cache_ttl_s`` (default 300 s) while this worker's invalidation
 subscription (``gateway.accounts.invalidation``) is up: a revocation, suspension, consent change
@@ -174,6 +176,7 @@ class Authenticator:
             "credentials": len(self._credentials),
             "states": len(self._states),
             "keys": len(self._keys),
+            "answers": len(self._answers),
             "negative": len(self._negative),
         }
 

@@ -90,10 +90,6 @@ class Consequences:
         except Exception as exc:  # the block itself is in Redis; only the admin's flag is lost
             log.error("flag for policy %s not written: %s", finding.policy, type(exc).__name__)
 
-    @property
-    def pending(self) -> int:
-        return len(self._tasks)
-
     async def drain(self, timeout_s: float = 5.0) -> None:
         """Wait for the flags still being written (shutdown), at most ``timeout_s``."""
         if self._tasks:

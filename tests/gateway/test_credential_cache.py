@@ -199,6 +199,7 @@ async def test_reconnect_clears_the_cache(
             "credentials": 0,
             "states": 0,
             "keys": 0,
+            "answers": 0,
             "negative": 0,
         }
 
@@ -373,7 +374,13 @@ async def test_eviction_keeps_the_account_index_exact(api: Api) -> None:
         await auth.resolve_query(w.token, w.kid)
     assert auth.cache_sizes()["credentials"] == 2
     auth.forget(third.id)
-    assert auth.cache_sizes() == {"credentials": 1, "states": 1, "keys": 1, "negative": 0}
+    assert auth.cache_sizes() == {
+        "credentials": 1,
+        "states": 1,
+        "keys": 1,
+        "answers": 1,
+        "negative": 0,
+    }
     with statements(api) as sql:
         assert (await auth.resolve_query(second.token, second.kid))[0].id == second.id
     assert sql == []
