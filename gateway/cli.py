@@ -89,6 +89,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"vin-gateway: --trusted-proxies: {exc}", file=sys.stderr)
         return 2
+    from gateway.kv import durability_refusal
+
+    refusal = asyncio.run(durability_refusal(settings))  # before any worker starts
+    if refusal is not None:
+        print(f"vin-gateway: {refusal}", file=sys.stderr)
+        return 2
     _uvicorn("gateway.main:create_app", args, **proxy_options(trusted))
     return 0
 

@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     # wall time, so it includes event-loop delay under load: 0.25 s gave false 503s at 120
     # concurrent requests on 2 cores; still bounded, so a dead Redis never hangs a request
     redis_timeout_s: float = Field(default=1.0, gt=0)
+    # a configured Redis that does not persist (AOF or RDB) or may evict keys: false logs an
+    # error and sets vingw_redis_durability, true refuses to start (docs/deploy.md "Redis").
+    # Off by default: development and test Redis servers rarely persist, and a provider may
+    # persist in ways CONFIG/INFO do not show; production deployments turn it on.
+    redis_require_durable: bool = False
     catalogue_url: str | None = None
     catalogue_timeout_s: float = Field(default=2.0, gt=0)
     catalogue_retries: int = Field(default=2, ge=0, le=5)
@@ -103,6 +108,11 @@ class Settings(BaseSettings):
     attestation_max_lifetime_s: int = Field(default=300, gt=0)
     attestation_future_iat_leeway_s: int = Field(default=60, ge=0)
     attestation_exp_leeway_s: int = Field(default=0, ge=0)
+    # after Redis lost its replay records (docs/attestation.md "Replay protection across Redis
+    # restarts") attestations issued before the loss plus this are refused. 0: fresh ones are
+    # accepted at once; up to the future-iat leeway closes the gap left by clients whose clocks
+    # run ahead, at the cost of refusing every client-signed attestation that long after a loss
+    attestation_restart_leeway_s: int = Field(default=0, ge=0)
     gateway_attestation_ttl_s: int = Field(default=120, gt=0)
 
     access_token_ttl_s: int = Field(default=900, gt=0)
@@ -134,7 +144,17 @@ class Settings(BaseSettings):
     limit_allow_list: str = ""  # comma list of account ids
     limit_ip_burst: int = Field(default=20, gt=0)
     limit_ip_per_s: float = Field(default=0.2, gt=0)
-    limit_ip_fail_open: bool = True
+    limit_ip_fail_open: bool = True  # the per-account login throttle follows it too
+    # per-account login throttling (gateway/accounts/throttle.py, docs/api.md "Login"): after
+    # the free failures each failed login doubles the wait before the next attempt, from the base
+    # to the cap; networks the account logged in from (IPv4 /24, IPv6 /48) get the larger budget
+    login_free_failures: int = Field(default=5, ge=1)
+    login_known_free_failures: int = Field(default=20, ge=1)
+    login_base_delay_s: float = Field(default=1.0, gt=0)
+    login_max_delay_s: float = Field(default=900.0, gt=0)  # ~4 guesses/hour/account at most
+    login_window_s: float = Field(default=86_400.0, gt=0)  # failures forgotten after quiet
+    login_known_network_ttl_s: float = Field(default=90 * 86_400.0, gt=0)
+    login_known_networks_max: int = Field(default=10, ge=1)
     # search log (docs/searchlog.md)
     pseudonym_keys_file: Path | None = None  # default: <secrets dir>/pseudonym_keys.json
     pseudonym_epoch: Literal["month", "week", "day"] = "month"  # key rotation period

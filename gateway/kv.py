@@ -3,19 +3,40 @@
 The stand-in is fakeredis with Lua (lupa), so the same Lua scripts and commands run on both:
 one implementation of the logic, not two. It is not shared between processes, which is why
 embedded mode refuses more than one worker.
+
+A real Redis is checked at start-up (``redis_durability``, ``report_durability``): it must
+persist its data (AOF or RDB) and never evict keys (``maxmemory-policy noeviction``), and the
+admission script needs INFO. What it finds is logged and exported as
+``vingw_redis_durability{check}``; with ``VINGW_REDIS_REQUIRE_DURABLE=true`` a problem refuses
+the start. Why these settings: docs/deploy.md, "Redis".
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import Any
 
 import hiredis
 import redis.asyncio as aioredis
+from prometheus_client import Gauge
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, ResponseError
 
 from gateway.config import Settings
+
+log = logging.getLogger("vin_gateway.redis")
+
+DURABILITY = Gauge(
+    "vingw_redis_durability",
+    "Start-up check of the configured Redis, by check: persistence (AOF or RDB), eviction "
+    "(maxmemory-policy noeviction), info (INFO allowed, for the replay-window check). "
+    "1 passed, 0 failed, -1 could not be checked",
+    ["check"],
+    multiprocess_mode="min",
+)
 
 
 class _HiredisPacking:
@@ -70,3 +91,167 @@ def make_redis(settings: Settings) -> aioredis.Redis:
     pool = client.connection_pool
     pool.connection_class = _PACKED.get(pool.connection_class, pool.connection_class)
     return client
+
+
+class RedisNotDurable(RuntimeError):
+    """The configured Redis failed the start-up check and VINGW_REDIS_REQUIRE_DURABLE is on."""
+
+
+REQUIRE_SETTING = "VINGW_REDIS_REQUIRE_DURABLE"
+
+
+@dataclass(frozen=True, slots=True)
+class Durability:
+    """What the start-up check found. ``None``: could not be seen."""
+
+    source: str  # "config" (CONFIG GET), "info" (CONFIG refused: INFO), "unreachable"
+    aof: bool | None = None
+    rdb: bool | None = None  # RDB save points configured (not visible through INFO)
+    appendfsync: str | None = None
+    eviction_policy: str | None = None
+    info_allowed: bool | None = None
+
+    @property
+    def persistence_ok(self) -> bool | None:
+        if self.aof or self.rdb:
+            return True
+        if self.aof is False and self.rdb is False:
+            return False
+        return None
+
+    @property
+    def eviction_ok(self) -> bool | None:
+        return None if self.eviction_policy is None else self.eviction_policy == "noeviction"
+
+    def problems(self) -> list[str]:
+        """What breaks the no-loss promise, each naming the Redis setting to change."""
+        if self.source == "unreachable":
+            return ["Redis did not answer the start-up check: persistence and eviction unverified"]
+        found = []
+        if self.persistence_ok is False:
+            found.append(
+                'Redis persists nothing (appendonly no, save ""): a restart loses the '
+                "search-log events queued in its stream and the limiter's blocks; set "
+                "appendonly yes (appendfsync everysec or always)"
+            )
+        elif self.persistence_ok is None:
+            found.append(
+                "CONFIG GET is not allowed and INFO shows AOF off, so RDB snapshots cannot be "
+                "seen: set appendonly yes, or allow CONFIG GET to the gateway's Redis user"
+            )
+        if self.eviction_ok is False:
+            found.append(
+                f"maxmemory-policy is {self.eviction_policy}: Redis evicts keys under memory "
+                "pressure (replay records, limiter state, queued search-log events); set "
+                "maxmemory-policy noeviction"
+            )
+        elif self.eviction_ok is None:
+            found.append("maxmemory-policy could not be read: allow CONFIG GET or INFO")
+        if self.info_allowed is False:
+            found.append(
+                "INFO is not allowed to the gateway's Redis user: the admission script reads "
+                "INFO server to tell a restarted Redis; allow INFO"
+            )
+        return found
+
+    def warnings(self) -> list[str]:
+        """Durable, with a window of loss worth knowing."""
+        found = []
+        if self.rdb and not self.aof:
+            found.append(
+                "Redis persists RDB snapshots only: a crash loses what was written since the "
+                "last snapshot (queued search-log events included); appendonly yes is better"
+            )
+        if self.aof and self.appendfsync == "no":
+            found.append(
+                "appendfsync no: a crash can lose the last seconds of writes the OS had not "
+                "flushed; appendfsync everysec or always"
+            )
+        return found
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def redis_durability(client: aioredis.Redis) -> Durability:
+    """CONFIG GET where allowed (managed Redis often forbids it), else INFO persistence and
+    INFO memory. Never raises: an unreachable Redis is a finding too."""
+    try:
+        try:
+            info_allowed = bool(await client.info("server"))
+        except ResponseError:  # NOPERM, or a renamed command
+            info_allowed = False
+        try:
+            config: dict[str, str] = {}
+            for name in ("appendonly", "appendfsync", "save", "maxmemory-policy"):
+                found = await client.config_get(name)
+                config.update({_text(k): _text(v) for k, v in found.items()})
+            return Durability(
+                source="config",
+                aof=config.get("appendonly") == "yes",
+                rdb=bool(config.get("save", "").strip()),
+                appendfsync=config.get("appendfsync"),
+                eviction_policy=config.get("maxmemory-policy"),
+                info_allowed=info_allowed,
+            )
+        except ResponseError:
+            pass
+        try:
+            persistence = await client.info("persistence")
+            memory = await client.info("memory")
+        except ResponseError:
+            return Durability(source="info", info_allowed=info_allowed)
+        aof = int(persistence.get("aof_enabled", 0)) == 1
+        policy = memory.get("maxmemory_policy")
+        return Durability(
+            source="info",
+            aof=aof,
+            rdb=None,  # the RDB schedule is not in INFO
+            eviction_policy=_text(policy) if policy is not None else None,
+            info_allowed=info_allowed,
+        )
+    except (RedisError, OSError):
+        return Durability(source="unreachable")
+
+
+def report_durability(found: Durability, *, required: bool) -> None:
+    """Log and export the finding; raise ``RedisNotDurable`` when required and not durable."""
+    for check, ok in (
+        ("persistence", found.persistence_ok),
+        ("eviction", found.eviction_ok),
+        ("info", found.info_allowed),
+    ):
+        DURABILITY.labels(check).set(-1 if ok is None else int(ok))
+    problems = found.problems()
+    if problems and required:
+        raise RedisNotDurable(
+            "refusing to start: " + "; ".join(problems) + f" (or set {REQUIRE_SETTING}=false "
+            "to start anyway, losing what docs/deploy.md lists)"
+        )
+    for problem in problems:
+        log.error("Redis is not durable: %s (%s=true refuses to start)", problem, REQUIRE_SETTING)
+    for warning in found.warnings():
+        log.warning("Redis durability: %s", warning)
+
+
+async def probe_durability(settings: Settings) -> Durability:
+    """The check on a client of its own, closed after it (the gateway's pool stays untouched:
+    its first connection is the invalidation subscription's)."""
+    client = make_redis(settings)
+    try:
+        return await redis_durability(client)
+    finally:
+        await client.aclose()
+
+
+async def durability_refusal(settings: Settings) -> str | None:
+    """The start-up refusal for ``vin-gateway serve`` (checked before any worker starts), or
+    None when Redis is embedded, durable, or not required to be."""
+    if settings.redis_url is None or not settings.redis_require_durable:
+        return None
+    try:
+        report_durability(await probe_durability(settings), required=True)
+    except RedisNotDurable as exc:
+        return str(exc)
+    return None

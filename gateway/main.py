@@ -92,12 +92,22 @@ class FrontendFiles(StaticFiles):
 
 
 class FrontendMount(Mount):
-    """Mounted at / after every API route; never claims /v1/ (so a wrong method stays a 405)."""
+    """Mounted at / after every API route; never claims /v1/ nor a path another route answers
+    with some other method (``POST /healthz``, ``HEAD /readyz``), so a wrong method stays a 405
+    whose ``Allow`` names the path's methods."""
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope.get("path", "").startswith("/v1/"):
+        if scope.get("path", "").startswith("/v1/") or self._routed(scope):
             return Match.NONE, {}
         return super().matches(scope)
+
+    @staticmethod
+    def _routed(scope: Scope) -> bool:
+        routes = getattr(getattr(scope.get("app"), "router", None), "routes", ())
+        return any(
+            not isinstance(route, Mount) and route.matches(scope)[0] is not Match.NONE
+            for route in routes
+        )
 
 
 class GuardMiddleware:

@@ -2,12 +2,12 @@
 
 Each dependency and endpoint names the refusals it can raise with ``@declares(...)``, next to
 the code that raises them. ``install_openapi`` walks every route's dependency tree (when the
-document is generated; the routes are not changed), adds what
-the transport layer refuses (``GuardMiddleware``: 413 for every POST/PUT/PATCH, 415/400 for a
-body; validation: 422) and turns the classes into responses with ``problem_responses``: one
-``application/problem+json`` response per status, whose schema pins ``status`` and lists the
-possible ``code`` values as an enum, with one example per code built from the class itself
-(``cls().problem()``), so no code or title is written twice.
+document is generated; the routes are not changed), adds what the transport layer refuses
+(``GuardMiddleware``: 413 for every POST/PUT/PATCH, 415/400 for a body; validation: 422, for a
+body and for parameters that can fail it) and turns the classes into responses with
+``problem_responses``: one ``application/problem+json`` response per status, whose schema pins
+``status`` and lists the possible ``code`` values as an enum, with one example per code built
+from the class itself (``cls().problem()``), so no code or title is written twice.
 
 Response headers are declared where they appear: ``RateLimit-Policy`` and ``RateLimit`` on the
 answers of routes that count against the limiter (``rate_limit=True``), ``Retry-After`` (and
@@ -184,8 +184,14 @@ def _calls(dependant: Dependant) -> Iterator[Any]:
         yield from _calls(sub)
 
 
-def _has_query(dependant: Dependant) -> bool:
-    return bool(dependant.query_params) or any(_has_query(d) for d in dependant.dependencies)
+def _validates_parameters(dependant: Dependant) -> bool:
+    """Whether a parameter can fail validation (``422 invalid_request``): any query parameter,
+    and a path parameter with constraints (``gateway.text.PathId``) or another type than str."""
+    if dependant.query_params or any(
+        p.field_info.metadata or p.field_info.annotation is not str for p in dependant.path_params
+    ):
+        return True
+    return any(_validates_parameters(d) for d in dependant.dependencies)
 
 
 def route_errors(route: Any) -> list[type[GatewayError]]:
@@ -200,7 +206,7 @@ def route_errors(route: Any) -> list[type[GatewayError]]:
     elif route.body_field is not None:
         is_form = isinstance(route.body_field.field_info, params.Form)
         found.extend(e for e in BODY_ERRORS if not (is_form and e is MalformedJSON))
-    if _has_query(route.dependant):
+    if _validates_parameters(route.dependant):
         found.append(InvalidRequest)
     return list(dict.fromkeys(found))  # first-seen order, no duplicates
 
@@ -348,10 +354,58 @@ def _references(node: Any, name: str) -> bool:
     return False
 
 
+#: Request bodies FastAPI reads as forms (the OAuth2 password form of /v1/auth/token).
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _form_fields(model: dict[str, Any]) -> None:
+    """A form's schema as FastAPI reads the form: a member sent empty counts as absent (so a
+    required text member needs a character), and a member cannot be null (one left out is its
+    default): the model's ``anyOf [..., null]`` is a JSON body's, not a form's."""
+    required = set(model.get("required", ()))
+    for name, field in model.get("properties", {}).items():
+        options = field.get("anyOf")
+        if options and any(option.get("type") == "null" for option in options):
+            kept = [option for option in options if option.get("type") != "null"]
+            del field["anyOf"]
+            if len(kept) == 1:
+                field.update(kept[0])
+            else:
+                field["anyOf"] = kept
+        if name in required and field.get("type") == "string":
+            field["minLength"] = max(field.get("minLength", 0), 1)
+
+
+def _count_refs(node: Any, ref: str) -> int:
+    if isinstance(node, dict):
+        return (node.get("$ref") == ref) + sum(_count_refs(v, ref) for v in node.values())
+    if isinstance(node, list):
+        return sum(_count_refs(v, ref) for v in node)
+    return 0
+
+
+def _forms(schema: dict[str, Any]) -> None:
+    """Apply ``_form_fields`` to every form body (to a copy of its model if others use it)."""
+    schemas = schema.get("components", {}).get("schemas", {})
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            content = operation.get("requestBody", {}).get("content", {})
+            for media_type in set(FORM_TYPES) & set(content):
+                body = content[media_type]
+                ref = body.get("schema", {}).get("$ref", "")
+                name = ref.rsplit("/", 1)[-1]
+                if name in schemas and _count_refs(schema, ref) == 1:
+                    _form_fields(schemas[name])
+                else:
+                    if name in schemas:
+                        body["schema"] = copy.deepcopy(schemas[name])
+                    _form_fields(body.get("schema", {}))
+
+
 def complete(schema: dict[str, Any], bodies: Iterable[type[BaseModel]] = ()) -> None:
     """Add the Problem schema, the body models endpoints validate themselves and the headers;
     drop FastAPI's JSON 422, which is never sent (validation failures are ``invalid_request``
-    problems)."""
+    problems); describe form bodies as forms (``_form_fields``)."""
     components = schema.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     models: list[type[BaseModel]] = [Problem, *bodies]
@@ -360,6 +414,7 @@ def complete(schema: dict[str, Any], bodies: Iterable[type[BaseModel]] = ()) -> 
         schemas.update(found.pop("$defs", {}))
         schemas[model.__name__] = found
     components.setdefault("headers", {}).update(copy.deepcopy(HEADERS))
+    _forms(schema)
     for item in schema.get("paths", {}).values():
         for operation in item.values():
             responses = operation.get("responses", {})

@@ -18,7 +18,8 @@ what those calls need, with hiredis packing the commands and parsing the replies
   one (AUTH and SELECT as the URL says; ``rediss://`` is TLS with certificate verification,
   ``unix://`` a socket);
 - **NOSCRIPT**: a Redis that lost its script cache (a restart, ``SCRIPT FLUSH``) gets the script
-  once with ``SCRIPT LOAD`` and the call is made again.
+  with ``SCRIPT LOAD`` and the call again, both in one write, within the same timeout as the
+  first attempt: a call never waits more than one timeout, whatever it takes to make it.
 
 Errors are redis-py's exception types, so the limiter treats them as it treats redis-py's (503
 ``limiter_unavailable``). The embedded stand-in (fakeredis) has no socket: the limiter keeps
@@ -32,7 +33,7 @@ import contextlib
 import ssl
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import hiredis
@@ -122,6 +123,15 @@ class PipelinedRedis:
         self.timeout_s = timeout_s
         self._conn: _Connection | None = None
         self._connecting: asyncio.Lock | None = None
+        self._generation = 0  # connections opened so far
+
+    @property
+    def live_generation(self) -> int | None:
+        """The number of the connection the next call goes out on, or None when the next call
+        opens a new one. A call that starts (no await in between) with a live connection uses
+        it, so a caller can tell which connection, and so which Redis process, answered it."""
+        conn = self._conn
+        return self._generation if conn is not None and conn.broken is None else None
 
     async def execute(self, *args: Arg) -> Any:
         return await self._call(pack(args))
@@ -146,20 +156,27 @@ class PipelinedRedis:
         return list(replies)
 
     async def evalsha(self, sha: str, source: str, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
-        """``EVALSHA`` with the script loaded on NOSCRIPT; redis-py's errors on failure."""
+        """``EVALSHA`` with the script loaded on NOSCRIPT; redis-py's errors on failure.
+
+        One deadline for the whole call: the reload (``SCRIPT LOAD`` and the call again, sent
+        in one write on the same connection) spends what is left of the first attempt's
+        timeout, never a timeout of its own."""
         packed = pack(("EVALSHA", sha, len(keys), *keys, *args))
-        try:
-            return await self._call(packed)
-        except ResponseError as exc:
-            if not str(exc).startswith("NOSCRIPT"):
-                raise
-        await self._call(pack(("SCRIPT", "LOAD", source)))
-        try:
-            return await self._call(packed)
-        except ResponseError as exc:
-            if str(exc).startswith("NOSCRIPT"):
-                raise NoScriptError(str(exc)) from None
-            raise
+
+        async def call(conn: _Connection) -> Any:
+            reply = await conn.send(packed)
+            if not (isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT")):
+                return reply
+            loaded = conn.send(pack(("SCRIPT", "LOAD", source)))
+            again = conn.send(packed)
+            loaded_reply, reply = await asyncio.gather(loaded, again)
+            if isinstance(loaded_reply, ResponseError):
+                return loaded_reply
+            if isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT"):
+                return NoScriptError(str(reply))
+            return reply
+
+        return await self._bounded(call)
 
     def _timed_out(self) -> RedisTimeoutError:
         """A call ran out of time. A connection that answered nothing for a whole timeout is
@@ -172,10 +189,14 @@ class PipelinedRedis:
         return RedisTimeoutError("Redis did not answer in time")
 
     async def _call(self, packed: bytes) -> Any:
+        return await self._bounded(lambda conn: conn.send(packed))
+
+    async def _bounded(self, exchange: Callable[[_Connection], Awaitable[Any]]) -> Any:
+        """Connect if need be and run ``exchange`` on the connection, all within one timeout."""
         try:
             async with asyncio.timeout(self.timeout_s):
                 conn = await self._connected()
-                reply = await conn.send(packed)
+                reply = await exchange(conn)
         except TimeoutError:
             raise self._timed_out() from None
         except OSError as exc:
@@ -214,6 +235,7 @@ class PipelinedRedis:
                 conn.fail(RedisConnectionError("connection set-up failed"))
                 raise
             self._conn = conn
+            self._generation += 1
             return conn
 
     def _ssl_context(self) -> ssl.SSLContext:

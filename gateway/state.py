@@ -13,10 +13,12 @@ from gateway.accounts.auth import Authenticator
 from gateway.accounts.invalidation import InvalidationBus
 from gateway.accounts.models import Flag
 from gateway.accounts.service import AccountService
+from gateway.accounts.throttle import LoginThrottle
 from gateway.catalogue.backends import Catalogue, build_catalogue
 from gateway.config import Settings
 from gateway.db import Database, migrate
-from gateway.kv import make_redis
+from gateway.kv import Durability, RedisNotDurable, make_redis, probe_durability, report_durability
+from gateway.limits import embedded as embedded_replay
 from gateway.limits.consequences import Consequences, FlagFinding
 from gateway.limits.limiter import Limiter, LimitPolicy
 from gateway.lookups.service import VinQuery
@@ -53,11 +55,14 @@ class AppState:
     consequences: Consequences
     vin_query: VinQuery
     invalidations: InvalidationBus | None = None
+    redis_durability: Durability | None = None  # the start-up check (None: embedded)
 
     async def close(self) -> None:
         await self.consequences.drain()
         if self.invalidations is not None:
             await self.invalidations.close()
+        if self.settings.embedded_redis:  # its replay records for the next start
+            await embedded_replay.save(self.settings.data_dir, self.limiter)
         await self.searchlog.stop()
         await self.catalogue.close()
         await self.accounts_db.dispose()
@@ -93,6 +98,14 @@ async def build_state(settings: Settings, *, migrate_on_start: bool = True) -> A
     accounts_db = Database(settings.accounts_url)
     searchlog_db = Database(settings.search_log_url)
     redis = make_redis(settings)
+    durability = None
+    if settings.redis_url is not None:  # the embedded stand-in lives and dies with the process
+        durability = await probe_durability(settings)
+        try:
+            report_durability(durability, required=settings.redis_require_durable)
+        except RedisNotDurable:
+            await redis.aclose()
+            raise
     passwords = Passwords(
         time_cost=settings.argon2_time_cost,
         memory_kib=settings.argon2_memory_kib,
@@ -104,7 +117,8 @@ async def build_state(settings: Settings, *, migrate_on_start: bool = True) -> A
         audience=settings.audience,
         ttl_s=settings.access_token_ttl_s,
     )
-    accounts = AccountService(accounts_db, passwords, settings)
+    login_throttle = LoginThrottle(redis, settings, key=limiter_key)
+    accounts = AccountService(accounts_db, passwords, settings, login_throttle=login_throttle)
     auth = Authenticator(
         accounts,
         tokens,
@@ -122,6 +136,7 @@ async def build_state(settings: Settings, *, migrate_on_start: bool = True) -> A
         max_lifetime_s=settings.attestation_max_lifetime_s,
         future_iat_leeway_s=settings.attestation_future_iat_leeway_s,
         exp_leeway_s=settings.attestation_exp_leeway_s,
+        restart_leeway_s=settings.attestation_restart_leeway_s,
     )
     catalogue = build_catalogue(settings)
     searchlog = SearchLog.from_settings(settings, searchlog_db)
@@ -137,6 +152,8 @@ async def build_state(settings: Settings, *, migrate_on_start: bool = True) -> A
     async def flag(finding: FlagFinding) -> None:
         await accounts.add_flag(Flag(**dataclasses.asdict(finding)))
 
+    if settings.embedded_redis:  # the stand-in died with the previous process: its records
+        await embedded_replay.restore(settings.data_dir, limiter)
     consequences = Consequences(limiter, flag)
     vin_query = VinQuery(
         settings=settings,
@@ -168,4 +185,5 @@ async def build_state(settings: Settings, *, migrate_on_start: bool = True) -> A
         consequences=consequences,
         vin_query=vin_query,
         invalidations=invalidations,
+        redis_durability=durability,
     )

@@ -159,11 +159,14 @@ def invalid_character_problem(position: int, char: str) -> VINProblem:
 def check_digit(text: str) -> str:
     """The computed check digit (``0``-``9`` or ``X``) of a VIN.
 
-    The text is normalized first (surrounding whitespace, case). Position 9 is not used, so it
-    may hold a placeholder. Raises a :class:`~vin.errors.VINError` subclass (``length`` or
-    ``invalid_character``) when it cannot be computed.
+    The text is normalized first by :func:`vin.normalize` (ASCII whitespace trimmed, printable
+    ASCII only, ASCII letters upper-cased). Position 9 is not used, so it may hold a placeholder.
+    Raises a :class:`~vin.errors.VINError` subclass (``length`` or ``invalid_character``) when it
+    cannot be computed.
     """
-    vin = text.strip().upper()
+    from .decode import normalize  # decode imports this module
+
+    vin = normalize(text)
     problems = syntax_problems(vin, skip_position_9=True)
     if problems:
         raise VINError.from_problems(problems)

@@ -29,9 +29,14 @@ from .errors import (
     VINError,
     VINProblem,
     describe_character,
+    not_printable_ascii_problem,
 )
 
 __all__ = ["NOTES", "DecodedVIN", "decode", "normalize", "parse"]
+
+#: What normalization strips around a VIN: ASCII whitespace only. (``str.strip()`` would also
+#: strip U+00A0, U+3000, U+2028 and the ASCII separators U+001C-U+001F.)
+ASCII_WHITESPACE = " \t\n\r\x0b\x0c"
 
 #: Notes a :class:`DecodedVIN` may carry (information, not errors), with their meaning.
 NOTES: dict[str, str] = {
@@ -143,9 +148,50 @@ class DecodedVIN(NamedTuple):
 _new = tuple.__new__
 
 
+# Upper-cases ASCII letters and nothing else (str.upper() maps U+017F to S, U+0131 to I, the
+# fullwidth letters to others, and U+FB00 to two letters).
+_ASCII_UPPER = str.maketrans(
+    "abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)  # fmt: skip
+
+
 def normalize(text: str) -> str:
-    """Strip surrounding whitespace and upper-case."""
-    return text.strip().upper()
+    """The VIN as it is hashed, compared and decoded: ASCII first, then trimmed and upper-cased.
+
+    Surrounding ASCII whitespace (space, tab, CR, LF, VT, FF) is removed. What is left must be
+    printable ASCII (U+0020-U+007E); otherwise an :class:`~vin.errors.InvalidCharacterError`
+    (``invalid_character``) is raised listing every such character by its 1-based position in
+    the trimmed text, never the character itself. So no Unicode case mapping can turn one VIN
+    into another. Then lower-case ASCII letters are upper-cased. Characters that are printable
+    ASCII but not in the VIN alphabet (``I``, ``-``...) are left for :func:`decode` to report.
+    """
+    stripped = text.strip(ASCII_WHITESPACE)
+    if stripped.isascii() and stripped.isprintable():
+        return stripped.upper()
+    raise VINError.from_problems(_not_printable_ascii(stripped))
+
+
+def _not_printable_ascii(text: str) -> list[VINProblem]:
+    """A problem for each character of ``text`` outside U+0020-U+007E."""
+    return [
+        not_printable_ascii_problem(index)
+        for index, char in enumerate(text, start=1)
+        if not " " <= char <= "~"
+    ]
+
+
+def _syntax_problems(vin: str) -> list[VINProblem]:
+    """The length and character problems; a character that is not printable ASCII gets the
+    problem :func:`normalize` raises for it (its position, not the character)."""
+    problems = syntax_problems(vin)
+    if vin.isascii() and vin.isprintable():
+        return problems
+    return [
+        not_printable_ascii_problem(p.position)
+        if p.position is not None and not " " <= vin[p.position - 1] <= "~"
+        else p
+        for p in problems
+    ]
 
 
 def _origin(prefix: str) -> _tables.Origin:
@@ -190,8 +236,9 @@ def decode(text: object, *, reference_date: date | None = None) -> DecodedVIN:
     # put in it, and the check digit and today's year table are computed inline.
     notes: list[str] | None = None
     if isinstance(text, str):
-        stripped = text.strip()
-        vin = stripped.upper()
+        # as normalize() does, without raising: only ASCII is trimmed and upper-cased
+        stripped = text.strip(ASCII_WHITESPACE)
+        vin = stripped.upper() if stripped.isascii() else stripped.translate(_ASCII_UPPER)
         if len(stripped) != len(text):
             notes = ["normalized_whitespace"]
         if vin != stripped:
@@ -210,7 +257,7 @@ def decode(text: object, *, reference_date: date | None = None) -> DecodedVIN:
         if len(values) == 17:  # every character is in the alphabet
             expected = _CHECK_DIGITS[sum(map(_mul, values, _WEIGHTS)) % 11]
     if expected is None:
-        problems = syntax_problems(vin)
+        problems = _syntax_problems(vin)
         if len(vin) != 17:
             return _new(
                 DecodedVIN,

@@ -5,8 +5,8 @@ Modelled on joserfc's ``errors.py`` and httpx's ``_exceptions.py``: one base cla
 class carries its ``code`` as a class attribute so callers (the gateway's problem+json
 handler, the CLI) can map errors without parsing messages.
 
-Privacy rule: no message built here ever contains the VIN. A single offending character
-may be quoted, nothing more.
+Privacy rule: no message built here ever contains the VIN. A single offending printable
+ASCII character may be quoted, nothing more; any other character is named by its position only.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ __all__ = [
     "VINError",
     "VINProblem",
     "describe_character",
+    "not_printable_ascii_problem",
 ]
 
 #: Stable problem codes (see docs/vin-library.md).
@@ -50,6 +51,20 @@ def describe_character(char: str) -> str:
     if char.isascii() and char.isprintable() and char not in "'\\":
         return f"'{char}'"
     return f"U+{ord(char):04X}"
+
+
+def not_printable_ascii_problem(position: int) -> VINProblem:
+    """The ``invalid_character`` problem of a character that is not printable ASCII.
+
+    A VIN is ASCII before anything else (:func:`vin.normalize`): such a character is never case
+    mapped (U+017F would become ``S``) and never shown, not even as a code point (it may be a
+    look-alike of a VIN letter, a control or a bidi override); only its position is given.
+    """
+    return VINProblem(
+        INVALID_CHARACTER,
+        position,
+        f"position {position}: not a printable ASCII character (a VIN is ASCII letters and digits)",
+    )
 
 
 class VINError(ValueError):

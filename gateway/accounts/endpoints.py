@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, Form
 from pydantic import BaseModel
 
 from gateway.accounts.deps import (
@@ -19,6 +18,7 @@ from gateway.accounts.exceptions import (
     AttestationKeyExists,
     EmailTaken,
     InvalidCredentials,
+    LoginThrottled,
     PolicyVersionMismatch,
     UnsupportedAttestationKey,
     WeakPassword,
@@ -32,9 +32,12 @@ from gateway.accounts.models import (
     AttestationKeyCreate,
     AttestationKeyPublic,
     ConsentAccept,
+    LoginForm,
 )
 from gateway.exceptions import NotFound
+from gateway.limits.exceptions import LimiterUnavailable
 from gateway.openapi import declares
+from gateway.text import PathId, PathKid
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 
@@ -60,14 +63,15 @@ async def register(
 
 
 @router.post("/auth/token")
-@declares(InvalidCredentials)
+@declares(InvalidCredentials, LoginThrottled, LimiterUnavailable)
 async def token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[LoginForm, Form()],  # the OAuth2 password form, its text checked
+    ip: ClientIP,
     _limit: IpLimited,
     service: AccountServiceDep,
     tokens: AccessTokensDep,
 ) -> TokenResponse:
-    account = await service.authenticate(form.username, form.password)
+    account = await service.authenticate(form.username, form.password, ip)
     access_token, expires_in = tokens.issue(account.id)
     return TokenResponse(access_token=access_token, expires_in=expires_in)
 
@@ -105,7 +109,7 @@ async def list_api_keys(account: CurrentAccount, service: AccountServiceDep) -> 
 @router.delete("/api-keys/{key_id}")
 @declares(NotFound)
 async def revoke_api_key(
-    key_id: str, account: CurrentAccount, service: AccountServiceDep
+    key_id: PathId, account: CurrentAccount, service: AccountServiceDep
 ) -> ApiKeyPublic:
     key = await service.revoke_api_key(account.id, key_id)
     return ApiKeyPublic.model_validate(key, from_attributes=True)
@@ -131,7 +135,7 @@ async def list_attestation_keys(
 @router.delete("/attestation-keys/{kid}")
 @declares(NotFound)
 async def revoke_attestation_key(
-    kid: str, account: CurrentAccount, service: AccountServiceDep
+    kid: PathKid, account: CurrentAccount, service: AccountServiceDep
 ) -> AttestationKeyPublic:
     key = await service.revoke_attestation_key(account.id, kid)
     return AttestationKeyPublic.model_validate(key, from_attributes=True)

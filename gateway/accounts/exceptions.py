@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gateway.exceptions import Conflict, Forbidden, GatewayError, NotAuthenticated
+from gateway.limits.exceptions import RateLimited
 
 
 class InvalidToken(NotAuthenticated):
@@ -11,6 +12,13 @@ class InvalidToken(NotAuthenticated):
 
 class InvalidCredentials(NotAuthenticated):
     code, title = "invalid_credentials", "Incorrect email or password"
+
+
+class LoginThrottled(RateLimited):
+    code, title = (
+        "login_throttled",
+        "Too many failed logins for this email: wait before trying again",
+    )
 
 
 class AdminRequired(Forbidden):

@@ -111,6 +111,7 @@ class InvalidationBus:
         self.reconnect_max_s = reconnect_max_s
         self._task: asyncio.Task[None] | None = None
         self._retries: set[asyncio.Task[None]] = set()
+        self._closing = False
         self.connects = 0  # how many times the subscription was (re)established
         self.received = 0
 
@@ -152,6 +153,7 @@ class InvalidationBus:
             self._task = asyncio.create_task(self._run(), name="auth-invalidation")
 
     async def close(self) -> None:
+        self._closing = True
         tasks = [t for t in [self._task, *self._retries] if t is not None]
         for task in tasks:
             task.cancel()
@@ -163,7 +165,7 @@ class InvalidationBus:
 
     async def _run(self) -> None:
         backoff = 0.1
-        while True:
+        while not self._closing:
             connects = self.connects
             try:
                 await self._listen()
@@ -171,6 +173,12 @@ class InvalidationBus:
                 raise
             except Exception as exc:  # any failure: resubscribe from scratch
                 log.warning("auth cache invalidation subscription lost (%s)", type(exc).__name__)
+                # On Python 3.11 ``asyncio.wait_for`` can swallow a cancellation that arrives as
+                # its inner call fails: the failure comes out instead, and without this check
+                # the loop would retry forever under a close() that waits for it.
+                task = asyncio.current_task()
+                if self._closing or (task is not None and task.cancelling()):
+                    raise asyncio.CancelledError() from exc
             finally:
                 self.auth.live = False  # entries now live the short TTL only
             backoff = 0.1 if self.connects != connects else min(backoff * 2, self.reconnect_max_s)

@@ -2,17 +2,23 @@
 
 These tables live in the accounts database only, under their own metadata. Nothing here records
 searches: that is the search log's, in another database.
+
+What clients send (Create, Update, the login form) is text checked by ``gateway.text`` (no
+control or invisible characters, a length limit on every field); the table and Public classes
+take what is stored as it is.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, EmailStr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, field_validator
 from sqlalchemy import JSON, Column, DateTime
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
+
+from gateway.text import Line, Secret, Text
 
 
 class AccountsModel(SQLModel, registry=registry()):
@@ -31,6 +37,20 @@ class StrictInput(SQLModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)  # type: ignore[assignment]
 
 
+def _lower_email(value: str) -> str:
+    return value.strip().lower()
+
+
+#: An email as clients send it: trimmed and lower-cased (what is stored and looked up).
+EmailIn = Annotated[EmailStr, Line(320), AfterValidator(_lower_email)]
+Company = Annotated[str, Line(200)]
+Phone = Annotated[str, Line(40)]
+Address = Annotated[str, Text(500)]  # a postal address may take several lines
+Password = Annotated[str, Secret(1024, min_length=1)]
+PolicyVersion = Annotated[str, Line(64)]
+KeyName = Annotated[str, Line(100)]
+
+
 # --- account --------------------------------------------------------------------------------
 
 
@@ -46,23 +66,34 @@ class AccountBase(SQLModel):
         return value.strip().lower()
 
 
-class AccountCreate(AccountBase, StrictInput):
-    password: str = Field(min_length=1, max_length=1024)
-    privacy_policy_version: str = Field(max_length=64)
+class AccountCreate(StrictInput):
+    email: EmailIn
+    company: Company | None = None
+    phone: Phone | None = None
+    address: Address | None = None
+    password: Password
+    privacy_policy_version: PolicyVersion
 
 
 class AccountUpdate(StrictInput):
-    email: EmailStr | None = Field(default=None, max_length=320)
-    company: str | None = Field(default=None, max_length=200)
-    phone: str | None = Field(default=None, max_length=40)
-    address: str | None = Field(default=None, max_length=500)
-    password: str | None = Field(default=None, min_length=1, max_length=1024)
-    current_password: str | None = Field(default=None, max_length=1024)
+    email: EmailIn | None = None
+    company: Company | None = None
+    phone: Phone | None = None
+    address: Address | None = None
+    password: Password | None = None
+    current_password: Annotated[str, Secret(1024)] | None = None
 
-    @field_validator("email", mode="after")
-    @classmethod
-    def _normalize_email(cls, value: str | None) -> str | None:
-        return value.strip().lower() if value else value
+
+class LoginForm(BaseModel):
+    """The OAuth2 password form of ``POST /v1/auth/token`` (RFC 6749 4.3.2), its text checked
+    like every body's. ``scope`` and the client credentials are accepted and not used."""
+
+    grant_type: Literal["password"] | None = None
+    username: Annotated[str, Line(320)]  # the email (trimmed and lower-cased when looked up)
+    password: Annotated[str, Secret(1024)]
+    scope: Annotated[str, Line(1000)] = ""
+    client_id: Annotated[str, Line(200)] | None = None
+    client_secret: Annotated[str, Secret(1024)] | None = None
 
 
 class Account(AccountBase, AccountsModel, table=True):
@@ -105,14 +136,14 @@ class ConsentPublic(SQLModel):
 
 
 class ConsentAccept(StrictInput):
-    privacy_policy_version: str = Field(max_length=64)
+    privacy_policy_version: PolicyVersion
 
 
 # --- API keys ---------------------------------------------------------------------------------
 
 
 class ApiKeyCreate(StrictInput):
-    name: str = Field(min_length=1, max_length=100)
+    name: Annotated[str, Line(100, min_length=1)]
 
 
 class ApiKey(AccountsModel, table=True):
@@ -140,8 +171,8 @@ class ApiKeyCreated(ApiKeyPublic):
 
 
 class AttestationKeyCreate(StrictInput):
-    jwk: dict[str, Any]
-    name: str | None = Field(default=None, max_length=100)
+    jwk: dict[str, Any]  # checked member by member by gateway.security.jws (only those stored)
+    name: KeyName | None = None
 
 
 class AttestationKey(AccountsModel, table=True):

@@ -29,6 +29,7 @@ from gateway.accounts.models import (
     Flag,
 )
 from gateway.accounts.repository import AccountRepository, CredentialRow
+from gateway.accounts.throttle import LoginThrottle
 from gateway.config import Settings
 from gateway.db import Database
 from gateway.exceptions import InvalidRequest, NotFound
@@ -70,10 +71,12 @@ class AccountService:
         settings: Settings,
         on_change: Callable[[str], None] = lambda _id: None,
         notify: Notify = _no_notify,
+        login_throttle: LoginThrottle | None = None,
     ) -> None:
         self.db = db
         self.passwords = passwords
         self.settings = settings
+        self.login_throttle = login_throttle  # per-account login throttling (None: off)
         self.on_change = on_change  # drops cached state of this account (set by the app)
         # tells the other workers and instances (Redis pub/sub, set by the app)
         self.notify = notify
@@ -126,13 +129,22 @@ class AccountService:
                 raise EmailTaken() from exc
         return account
 
-    async def authenticate(self, email: str, password: str) -> Account:
-        """Same work and the same answer for an unknown email and a wrong password."""
+    async def authenticate(
+        self, email: str, password: str, client_ip: str | None = None
+    ) -> Account:
+        """Same work and the same answer for an unknown email and a wrong password. The
+        per-account throttle decides first: a throttled attempt costs no database read and no
+        Argon2 (raises LoginThrottled)."""
+        normalized = email.strip().lower()
+        throttle = self.login_throttle
+        attempt = await throttle.admit(normalized, client_ip) if throttle is not None else None
         async with self.db.session() as session:
-            account = await AccountRepository(session).get_by_email(email.strip().lower())
+            account = await AccountRepository(session).get_by_email(normalized)
         stored = account.password_hash if account is not None else None
         if not await self.passwords.verify(stored, password) or account is None:
             raise InvalidCredentials()
+        if throttle is not None:
+            await throttle.succeeded(attempt)
         return account
 
     def _check_password(self, password: str, email: str) -> None:

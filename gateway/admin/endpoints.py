@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from gateway.accounts.models import AccountPublic, FlagPublic
 from gateway.deps import CurrentAdmin, StateDep
@@ -13,13 +13,15 @@ from gateway.exceptions import NotFound, ServiceUnavailable
 from gateway.limits.exceptions import LimiterUnavailable
 from gateway.openapi import declares
 from gateway.searchlog.models import SearchEventPublic
+from gateway.text import PathId, Text
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 
 class Reason(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=3, max_length=1000)
+    # may take several lines; at most what an account's suspended_reason column holds
+    reason: Annotated[str, Text(500, min_length=3)]
 
 
 class Disclosure(BaseModel):
@@ -32,7 +34,7 @@ class Disclosure(BaseModel):
 @router.post("/accounts/{account_id}/suspend")
 @declares(NotFound)
 async def suspend(
-    account_id: str, body: Reason, admin: CurrentAdmin, state: StateDep
+    account_id: PathId, body: Reason, admin: CurrentAdmin, state: StateDep
 ) -> AccountPublic:
     account = await state.accounts.set_status(admin.id, account_id, "suspended", body.reason)
     return AccountPublic.model_validate(account, from_attributes=True)
@@ -41,7 +43,7 @@ async def suspend(
 @router.post("/accounts/{account_id}/unsuspend")
 @declares(NotFound)
 async def unsuspend(
-    account_id: str, body: Reason, admin: CurrentAdmin, state: StateDep
+    account_id: PathId, body: Reason, admin: CurrentAdmin, state: StateDep
 ) -> AccountPublic:
     account = await state.accounts.set_status(admin.id, account_id, "active", body.reason)
     return AccountPublic.model_validate(account, from_attributes=True)
@@ -67,7 +69,9 @@ class Unblocked(BaseModel):
 
 @router.post("/accounts/{account_id}/unblock")
 @declares(NotFound, LimiterUnavailable)
-async def unblock(account_id: str, body: Reason, admin: CurrentAdmin, state: StateDep) -> Unblocked:
+async def unblock(
+    account_id: PathId, body: Reason, admin: CurrentAdmin, state: StateDep
+) -> Unblocked:
     """Lift a limiter block and its counters by hand; resolves the account's open flags."""
     await state.accounts.get(account_id)
     was_blocked = await state.limiter.unblock(account_id)
@@ -78,7 +82,7 @@ async def unblock(account_id: str, body: Reason, admin: CurrentAdmin, state: Sta
 @router.post("/accounts/{account_id}/disclosure")
 @declares(NotFound, ServiceUnavailable)
 async def disclosure(
-    account_id: str, body: Reason, admin: CurrentAdmin, state: StateDep
+    account_id: PathId, body: Reason, admin: CurrentAdmin, state: StateDep
 ) -> Disclosure:
     """Re-identify one account's queries for a misuse case; recorded in the audit trail first."""
     await state.accounts.get(account_id)
@@ -108,7 +112,7 @@ class LegalHold(BaseModel):
 @router.post("/accounts/{account_id}/legal-hold")
 @declares(NotFound)
 async def legal_hold(
-    account_id: str, body: Reason, admin: CurrentAdmin, state: StateDep
+    account_id: PathId, body: Reason, admin: CurrentAdmin, state: StateDep
 ) -> LegalHold:
     """Keep one account's search-log rows through retention purges and erasure (a misuse
     case, a court order). Recorded in the audit trail first; the log store only gets the
@@ -121,7 +125,7 @@ async def legal_hold(
 
 @router.post("/accounts/{account_id}/legal-hold/release")
 async def release_legal_hold(
-    account_id: str, body: Reason, admin: CurrentAdmin, state: StateDep
+    account_id: PathId, body: Reason, admin: CurrentAdmin, state: StateDep
 ) -> LegalHold:
     """Lift a legal hold (the account may already be erased): its rows age out again."""
     await state.accounts.audit(admin.id, "legal_hold_release", account_id, body.reason)

@@ -6,24 +6,28 @@ only the decoded features (see ``gateway.catalogue.backends``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.catalogue.sample import SampleCatalogue
+from gateway.text import Line
+
+Make = Annotated[str, Line(64)]
+CatalogueId = Annotated[str, Line(64)]
 
 
 class Features(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    wmi: str | None = Field(default=None, max_length=6)
-    vds: str | None = Field(default=None, max_length=6)
-    make: str | None = Field(default=None, max_length=64)
-    make_candidates: list[str] = Field(default_factory=list, max_length=20)
+    wmi: Annotated[str, Line(6)] | None = None
+    vds: Annotated[str, Line(6)] | None = None
+    make: Make | None = None
+    make_candidates: list[Make] = Field(default_factory=list, max_length=20)
     model_year: int | None = None
     model_year_candidates: list[int] = Field(default_factory=list, max_length=5)
-    country_code: str | None = Field(default=None, max_length=2)
-    plant_code: str | None = Field(default=None, max_length=1)
+    country_code: Annotated[str, Line(2)] | None = None
+    plant_code: Annotated[str, Line(1)] | None = None
 
 
 class MatchRequest(BaseModel):
@@ -33,8 +37,8 @@ class MatchRequest(BaseModel):
 
 class PartsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    vehicle_type_id: str = Field(max_length=64)
-    categories: list[str] | None = Field(default=None, max_length=20)
+    vehicle_type_id: CatalogueId
+    categories: list[CatalogueId] | None = Field(default=None, max_length=20)
 
 
 def create_catalogue_app(sample: SampleCatalogue | None = None) -> FastAPI:

@@ -14,6 +14,8 @@
 --  6 score      counter: weighted outcome signals (guessing score), fixed window
 --  7 vins       zset: VIN pseudonym -> last seen (ms); distinct VINs in a rolling window
 --  8 seq        hash: prefix pseudonym -> "serial:run"; sequential enumeration
+--  9 origin     hash {rid, since}: the Redis process (run_id) this account's records were
+--               checked against, and since when that process has held them (epoch s)
 --
 -- ARGV
 --  1 mode                "admit" | "signal" | "peek"
@@ -38,13 +40,31 @@
 -- 20 shadow policies     string of policy initials in shadow mode: f(lood) g(uessing) d(istinct) s(equential)
 -- 21 allow-listed        "1" = exempt from suspicious-usage policies (never from replay or flood)
 -- 22 replay weight       points a replayed attestation adds to the score
+-- 23 iat                 (admit) the attestation's iat, 0 = no attestation (no origin check)
+-- 24 iat leeway s        how far after its use an accepted attestation's iat may lie (clock skew)
+-- 25 believed run_id     the Redis process the gateway last saw answer on this connection, "" = unknown
+-- 26 fallback run_id     when INFO is not available (the embedded stand-in): the store's id
+-- 27 fallback since      ... and since when it holds the records (epoch s; "" = now)
+-- 28 origin ttl s        how long an origin record is kept (it is recomputed identically)
 --
--- Returns {verdict, policy, retry_after, remaining, reset, score, distinct, run, shadow_hits}
+-- Returns {verdict, policy, retry_after, remaining, reset, score, distinct, run, shadow_hits,
+--          origin_run_id (after the origin check)}
 --   verdict: ok | blocked (a running block) | blocked_now (this request started it) | replayed
---            | limited
+--            | window_lost (issued before the replay records were lost) | limited
+--
+-- Replay records lost with Redis's data (a restart without persistence, or from a snapshot
+-- older than the last writes): every replay record of an account lives in the same slot as its
+-- origin record, so the check runs on the shard that holds them (Redis Cluster included). An
+-- origin record that is missing, or that names another Redis process than the one running,
+-- means the records are complete only since this process started: an attestation whose iat is
+-- before that second (plus the iat leeway) may have been accepted before and is refused
+-- (window_lost) for the rest of its life. Which process runs is read from INFO (run_id,
+-- uptime) only when the gateway's belief and the record disagree: on a new connection, at
+-- most every few seconds per worker, and for an account's first attestation after a restart.
 
 local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_s = tonumber(t[1])
+local now_ms = now_s * 1000 + math.floor(tonumber(t[2]) / 1000)
 local mode = ARGV[1]
 local shadow = ARGV[20]
 local allowed = ARGV[21] == '1'
@@ -122,14 +142,64 @@ if mode == 'signal' then
   return {'ok', '', 0, remaining(), reset(), score, 0, 0, shadow_hits}
 end
 
--- admit: replay first (a replay is refused whatever the quota says, and is itself a signal)
+-- the Redis process answering, and since when it holds this account's records: from INFO
+-- (run_id; the second it started: its cached clock's second minus its uptime, both whole
+-- seconds of the same clock, is exactly its start time's second); without INFO (the embedded
+-- stand-in has none; an ACL may deny it) the gateway's fallback id and time, else the second
+-- before now
+local function running_process()
+  local info = redis.pcall('INFO', 'server')
+  if type(info) == 'string' then
+    local rid = string.match(info, 'run_id:(%x+)')
+    local up = tonumber(string.match(info, 'uptime_in_seconds:(%d+)'))
+    local usec = tonumber(string.match(info, 'server_time_usec:(%d+)'))
+    if rid and up then
+      local server_s = usec and math.floor(usec / 1000000) or now_s
+      return rid, server_s - up
+    end
+  end
+  return ARGV[26], tonumber(ARGV[27]) or now_s - 1
+end
+
+local origin_rid = ''
+local function reply(r)
+  r[10] = origin_rid
+  return r
+end
+
 local jti_ttl = tonumber(ARGV[2])
+local iat = tonumber(ARGV[23]) or 0
+
+-- admit: first, were this account's replay records lost since the attestation was issued?
+if jti_ttl > 0 and iat > 0 then
+  local origin = redis.call('HMGET', KEYS[9], 'rid', 'since')
+  local rid, since = origin[1], tonumber(origin[2])
+  if not rid or not since or rid ~= ARGV[25] then
+    local running, started = running_process()
+    if rid ~= running or not since then
+      since = started
+      redis.call('HSET', KEYS[9], 'rid', running, 'since', since)
+      redis.call('EXPIRE', KEYS[9], tonumber(ARGV[28]))
+    end
+    rid = running
+  end
+  origin_rid = rid
+  local accept_from = since + tonumber(ARGV[24])
+  if iat < accept_from then
+    -- not a suspicious-usage signal (honest clients meet it after every such restart), but it
+    -- costs its tokens like any refusal
+    spend(tonumber(ARGV[3]))
+    return reply({'window_lost', 'replay', accept_from - now_s, remaining(), reset(), score, 0, 0, ''})
+  end
+end
+
+-- then replay (a replay is refused whatever the quota says, and is itself a signal)
 if jti_ttl > 0 then
   if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', jti_ttl) then
     if add_score(tonumber(ARGV[22])) then
-      return {'blocked_now', 'guessing', block('guessing'), remaining(), reset(), score, 0, 0, shadow_hits}
+      return reply({'blocked_now', 'guessing', block('guessing'), remaining(), reset(), score, 0, 0, shadow_hits})
     end
-    return {'replayed', 'replay', 0, remaining(), reset(), score, 0, 0, shadow_hits}
+    return reply({'replayed', 'replay', 0, remaining(), reset(), score, 0, 0, shadow_hits})
   end
 end
 
@@ -137,18 +207,18 @@ end
 local cost = tonumber(ARGV[3])
 if math.min(a_tokens, k_tokens) < cost and not in_shadow('f') then
   local retry = math.ceil((cost - math.min(a_tokens, k_tokens)) / rate)
-  return {'limited', 'flood', retry, remaining(), reset(), score, 0, 0, shadow_hits}
+  return reply({'limited', 'flood', retry, remaining(), reset(), score, 0, 0, shadow_hits})
 end
 if math.min(a_tokens, k_tokens) < cost then shadow_hits = shadow_hits .. 'f' end
 spend(cost)
 
 if allowed then
-  return {'ok', '', 0, remaining(), reset(), score, 0, 0, ''}
+  return reply({'ok', '', 0, remaining(), reset(), score, 0, 0, ''})
 end
 
 -- piggybacked outcome signals (catalogue misses noted after earlier requests)
 if add_score(tonumber(ARGV[6])) then
-  return {'blocked_now', 'guessing', block('guessing'), remaining(), reset(), score, 0, 0, shadow_hits}
+  return reply({'blocked_now', 'guessing', block('guessing'), remaining(), reset(), score, 0, 0, shadow_hits})
 end
 
 -- distinct VINs in a rolling window
@@ -163,8 +233,8 @@ if ARGV[9] ~= '' then
       shadow_hits = shadow_hits .. 'd'
     else
       redis.call('DEL', KEYS[7])
-      return {'blocked_now', 'distinct_vins', block('distinct_vins'), remaining(), reset(), score,
-              distinct, 0, shadow_hits}
+      return reply({'blocked_now', 'distinct_vins', block('distinct_vins'), remaining(), reset(),
+                    score, distinct, 0, shadow_hits})
     end
   end
 end
@@ -191,10 +261,10 @@ if ARGV[12] ~= '' and serial >= 0 then
     if in_shadow('s') then
       shadow_hits = shadow_hits .. 's'
     else
-      return {'blocked_now', 'sequential', block('sequential'), remaining(), reset(), score,
-              distinct, run, shadow_hits}
+      return reply({'blocked_now', 'sequential', block('sequential'), remaining(), reset(),
+                    score, distinct, run, shadow_hits})
     end
   end
 end
 
-return {'ok', '', 0, remaining(), reset(), score, distinct, run, shadow_hits}
+return reply({'ok', '', 0, remaining(), reset(), score, distinct, run, shadow_hits})

@@ -3,7 +3,11 @@
 - ``signal_of``: which refusals are suspicious-usage signals (they reach the limiter's guessing
   score). Every refused attestation is one, whatever the reason (a query with no valid basis is a
   signal by the catalogue's terms), and so is an invalid VIN; a refusal for policy, consent,
-  quota or a malformed body is not.
+  quota or a malformed body is not. One refused attestation is not a signal:
+  ``attestation_replay_window_lost`` (issued before Redis lost its replay records). Every honest
+  client in flight meets it after such a restart, through no doing of its own, and scoring it
+  would block busy workshops for the operator's restart; a replay it stops is refused all the
+  same, and the refusal still spends its flood tokens (admit.lua), so it is not free to send.
 - ``Consequences``: a block that just started, or a shadow policy that fired, becomes a flag for
   admins. Writing the flag is a database insert, so it runs off the hot path in a task this
   object owns; ``drain`` waits for them at shutdown.
@@ -29,12 +33,15 @@ FLAG_REASONS = {
 }
 
 _ATTESTATION_REFUSALS = ("attestation_", "owner_authorization_")
+_NOT_SIGNALS = frozenset({"attestation_replay_window_lost"})
 
 
 def signal_of(code: str) -> str | None:
     """The suspicious-usage signal a refusal with this problem code is, or None."""
     if code == "invalid_vin":
         return "invalid_vin"
+    if code in _NOT_SIGNALS:
+        return None
     if code.startswith(_ATTESTATION_REFUSALS) or code == "purpose_out_of_scope":
         return "attestation_refused"
     return None

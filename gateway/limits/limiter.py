@@ -17,9 +17,17 @@ Refusals that happen before admission (a refused attestation, an invalid VIN) ar
 are noted in process and piggybacked on the account's next admission: no extra round trip.
 
 Redis unavailable: VIN endpoints fail closed with 503 ``limiter_unavailable`` and Retry-After,
-within the client's socket timeout (``VINGW_REDIS_TIMEOUT_S``, 1 s by default). Replay
-protection cannot be done without Redis, so this is not configurable for VIN endpoints; the
-per-IP limit of unauthenticated endpoints fails open or closed as configured.
+within the client's socket timeout (``VINGW_REDIS_TIMEOUT_S``, 1 s by default), one timeout at
+most per request (the admission call is the only Redis call of a request that reaches it, and
+its NOSCRIPT reload shares its deadline). Replay protection cannot be done without Redis, so
+this is not configurable for VIN endpoints; the per-IP limit of unauthenticated endpoints fails
+open or closed as configured.
+
+Redis lost its data (restarted without persistence, or from an older snapshot): the replay
+records of attestations accepted before are gone, so the script refuses attestations issued
+before the running Redis process started, plus the iat leeway (``window_lost``;
+docs/attestation.md "Replay protection across Redis restarts"). It learns which process runs
+from INFO only when this worker's belief (``_origin``) and the account's origin record disagree.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import secrets
+import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -40,6 +50,12 @@ from gateway.limits.exceptions import LimiterUnavailable, RateLimited, Suspiciou
 from gateway.pipelined import Arg, PipelinedRedis
 
 LOCAL_BLOCK_S = 5
+#: How long an account's origin record (the Redis process its records were checked against)
+#: is kept; recomputed identically when it expires, so this only bounds INFO calls.
+ORIGIN_TTL_S = 86_400
+#: How long a worker trusts the Redis process it last saw answer on its connection before it
+#: lets the script check again (a proxy may keep the connection across a Redis restart).
+ORIGIN_RECHECK_S = 10.0
 
 SIGNAL_WEIGHTS = {"invalid_vin": 12, "attestation_refused": 12, "catalogue_miss": 1}
 
@@ -119,7 +135,7 @@ SHADOW_NAMES = {"f": "flood", "g": "guessing", "d": "distinct_vins", "s": "seque
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    verdict: str  # ok | blocked | replayed | limited
+    verdict: str  # ok | blocked | blocked_now | replayed | window_lost | limited
     policy: str
     retry_after: int
     remaining: int
@@ -231,6 +247,15 @@ class Limiter:
         self._shadow_seen: TTLCache[tuple[str, str], bool] = TTLCache(100_000, 3600)
         self._source = resources.files("gateway.limits").joinpath("admit.lua").read_text()
         self._script = redis.register_script(self._source)
+        # (connection number, run_id, when learned): the Redis process this worker last saw
+        # answer, so the script asks INFO only when it changes (see the module docstring)
+        self._origin: tuple[int, str, float] | None = None
+        # what the script uses when INFO is not available (the embedded stand-in; an ACL that
+        # denies INFO): an id of the store and since when its records are complete ("": now;
+        # the embedded stand-in's are complete unless ``records_since`` says otherwise)
+        self._fallback_origin: tuple[str, int | str] = ("", "")
+        if admission is None:
+            self._fallback_origin = ("embedded-" + secrets.token_hex(8), 0)
 
     def signals_of(self, normalized_vin: str) -> VinSignals:
         return VinSignals.of(self.key, normalized_vin)
@@ -268,6 +293,8 @@ class Limiter:
         vin: VinSignals | None = None,
         policy: LimitPolicy | None = None,
         allowed: bool | None = None,
+        iat: int = 0,
+        iat_leeway: int = 0,
     ) -> Decision:
         tag = _tag(account_id)
         p = policy or self.policy
@@ -283,7 +310,10 @@ class Limiter:
             tag + ":score",
             tag + ":vins",
             tag + ":seq",
+            tag + ":origin",
         ]
+        connection = self._admission.live_generation if self._admission is not None else 0
+        believed = self._believed_origin(connection) if iat > 0 else ""
         vin = vin or VinSignals("", "", -1)
         args: list[Arg] = [
             mode, jti_ttl if jti else 0, cost, p.capacity, p.refill_per_s, weight,
@@ -291,6 +321,7 @@ class Limiter:
             vin.prefix, vin.serial, p.seq_max_step, p.seq_threshold, p.seq_window_s,
             p.first_block_s, p.max_block_s, p.strikes_memory_s, p.shadow_codes,
             "1" if allowed else "0", p.weights.get("attestation_refused", 0),
+            iat, iat_leeway, believed, *self._fallback_origin, ORIGIN_TTL_S,
         ]  # fmt: skip
         try:
             if self._admission is not None:
@@ -299,11 +330,25 @@ class Limiter:
                 raw = await self._script(keys=keys, args=args)
         except RedisError as exc:
             raise LimiterUnavailable(headers={"Retry-After": "1"}) from exc
+        if len(raw) > 9 and connection is not None:
+            self._learn_origin(connection, believed, _s(raw[9]))
         hits = tuple(SHADOW_NAMES[c] for c in _s(raw[8]))
         return Decision(
             _s(raw[0]), _s(raw[1]), int(raw[2]), int(raw[3]), int(raw[4]), int(raw[5]),
             int(raw[6]), int(raw[7]), hits, p,
         )  # fmt: skip
+
+    def _believed_origin(self, connection: int | None) -> str:
+        """The run_id this worker last saw answer on this connection, "" when unknown or due
+        for a check (a new connection, or ``ORIGIN_RECHECK_S`` passed)."""
+        origin = self._origin
+        if connection is None or origin is None or origin[0] != connection:
+            return ""
+        return origin[1] if time.monotonic() - origin[2] < ORIGIN_RECHECK_S else ""
+
+    def _learn_origin(self, connection: int, believed: str, running: str) -> None:
+        if running and (not believed or running != believed):
+            self._origin = (connection, running, time.monotonic())
 
     async def admit(
         self,
@@ -314,18 +359,22 @@ class Limiter:
         cost: int = 1,
         key_id: str | None = None,
         vin: VinSignals | None = None,
+        iat: int = 0,
+        iat_leeway: int = 0,
     ) -> Decision:
-        """The whole decision for a VIN request: block, replay, flood, signals, distinct, walk."""
+        """The whole decision for a VIN request: block, replay (``iat``: the attestation's,
+        checked against lost replay records with ``iat_leeway``), flood, signals, distinct
+        VINs, walk."""
         weight = self._pending.pop(account_id, 0)
         try:
             decision = await self._run(
                 "admit", account_id, key_id=key_id, jti=jti, jti_ttl=jti_ttl, cost=cost,
-                weight=weight, vin=vin,
+                weight=weight, vin=vin, iat=iat if jti else 0, iat_leeway=iat_leeway,
             )  # fmt: skip
         except LimiterUnavailable:
             self._pending[account_id] += weight
             raise
-        if decision.verdict in {"blocked", "replayed", "limited"}:
+        if decision.verdict in {"blocked", "replayed", "window_lost", "limited"}:
             # the script returned before it applied the piggybacked weight: keep it
             self._pending[account_id] += weight
         return decision
@@ -347,6 +396,24 @@ class Limiter:
         network = _network_of(client_ip)
         pseudonym = hmac.new(self.key, b"ip:" + network.encode(), hashlib.sha256).hexdigest()[:20]
         return await self._run("admit", "ip:" + pseudonym, cost=1, policy=policy, allowed=True)
+
+    def records_since(self, epoch_s: int) -> None:
+        """The embedded stand-in's replay records are complete only from ``epoch_s`` on (the
+        previous process died with its records: gateway/limits/embedded.py)."""
+        self._fallback_origin = (self._fallback_origin[0], epoch_s)
+
+    async def replay_records(self) -> list[tuple[str, int]]:
+        """Every live replay record: (key, milliseconds to live)."""
+        found = []
+        async for key in self.redis.scan_iter(match="vl:*:jti:*", count=1000):
+            ttl = int(await self.redis.pttl(key))
+            if ttl > 0:
+                found.append((_s(key), ttl))
+        return found
+
+    async def restore_replay_records(self, records: list[tuple[str, int]]) -> None:
+        for key, ttl_ms in records:
+            await self.redis.set(key, "1", px=ttl_ms, nx=True)
 
     async def aclose(self) -> None:
         if self._admission is not None:

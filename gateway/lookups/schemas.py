@@ -1,18 +1,30 @@
-"""Request and response bodies of the VIN endpoints (the VIN only ever travels in bodies)."""
+"""Request and response bodies of the VIN endpoints (the VIN only ever travels in bodies).
+
+Request text is checked by ``gateway.text``; the VIN's characters by ``vin.normalize`` (a bad
+one is ``invalid_vin``, see ``gateway.text.VinText``).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.text import Line, VinText
+
+#: A catalogue id (a vehicle type, a category).
+CatalogueId = Annotated[str, Line(64)]
 
 
 class VinBody(BaseModel):
     """Every VIN request body has a ``vin``; endpoints subclass it with their own fields."""
 
     model_config = ConfigDict(extra="forbid")
-    vin: str = Field(max_length=64, description="The VIN (normalized: trimmed, upper-cased)")
+    vin: VinText = Field(
+        description="The VIN: 17 ASCII letters and digits (trimmed, upper-cased; any character "
+        "that is not printable ASCII is refused as invalid_vin, by position)"
+    )
 
 
 class DecodeRequest(VinBody):
@@ -20,8 +32,8 @@ class DecodeRequest(VinBody):
 
 
 class LookupRequest(VinBody):
-    categories: list[str] | None = Field(default=None, max_length=20)
-    vehicle_type_id: str | None = Field(default=None, max_length=64)
+    categories: list[CatalogueId] | None = Field(default=None, max_length=20)
+    vehicle_type_id: CatalogueId | None = None
 
 
 class CheckDigitOut(BaseModel):
@@ -84,8 +96,9 @@ class LookupResponse(BaseModel):
 
 class OwnerAuthorizationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    ref: str = Field(min_length=1, max_length=64)
-    valid_until: int
+    ref: Annotated[str, Line(64, min_length=1)]
+    # epoch seconds as a JSON integer, like the attestation's own claims (not false, 0.0 or "0")
+    valid_until: Annotated[int, Field(strict=True)]
     scope: list[Literal["parts_inquiry", "maintenance"]] | None = None
 
 

@@ -62,6 +62,7 @@ from gateway.security import jws
 from gateway.security.attestation import TYP, Attestation, AttestationVerifier, vin_digest
 from gateway.security.exceptions import (
     AttestationReplayed,
+    AttestationReplayWindowLost,
     OwnerAuthorizationExpired,
     OwnerAuthorizationMissing,
     PurposeOutOfScope,
@@ -147,6 +148,17 @@ def features_of(vehicle: vinlib.DecodedVIN) -> VehicleFeatures:
     )
 
 
+def normalized_vin(raw_vin: str) -> str:
+    """The VIN as it is hashed and decoded (``vin.normalize``), or a 422 when it is not printable
+    ASCII: ``errors`` give each such character's position, never the character."""
+    try:
+        return vinlib.normalize(raw_vin)
+    except vinlib.VINError as exc:
+        raise InvalidVIN(
+            "The VIN has problems: " + exc.code, errors=[e.to_dict() for e in exc.errors]
+        ) from None
+
+
 def require_valid(decoded: vinlib.DecodedVIN) -> vinlib.DecodedVIN:
     """The decoded VIN, or a 422 listing every problem (code, position, message)."""
     if not decoded.valid:
@@ -225,7 +237,7 @@ class VinQuery:
         async with self._recorded(caller, "issue_attestation") as q:
             account = await self._account(q)
             body = self._body(q, AttestationRequest, raw_body)
-            q.vin = vinlib.normalize(body.vin)
+            q.vin = normalized_vin(body.vin)
             self._valid_vin(q, body.vin)
             # the declaration before admission: a refused one is a suspicious-usage signal,
             # reported like a refused attestation
@@ -294,7 +306,7 @@ class VinQuery:
 
     async def _attestation(self, q: QueryRecord, raw_vin: str) -> Attestation:
         assert q.account is not None
-        q.vin = vinlib.normalize(raw_vin)
+        q.vin = normalized_vin(raw_vin)  # before the attestation: it binds the normalized VIN
         q.attestation = await self.verifier.check(
             q.caller.attestation,
             account_id=q.account.id,
@@ -319,10 +331,15 @@ class VinQuery:
             cost=COST[q.endpoint],
             key_id=q.key_id,
             vin=self.limiter.signals_of(q.decoded.vin),
+            iat=attestation.iat if attestation else 0,
+            iat_leeway=self.verifier.iat_leeway(attestation) if attestation else 0,
         )
         self.consequences.apply(q.account.id, decision)
         if decision.verdict == "replayed":
             raise AttestationReplayed(headers=decision.headers())
+        if decision.verdict == "window_lost":  # issued before Redis lost the replay records
+            retry = str(max(1, decision.retry_after))
+            raise AttestationReplayWindowLost(headers={**decision.headers(), "Retry-After": retry})
         decision.raise_for_verdict()
         return decision
 

@@ -259,7 +259,9 @@ class SearchLogRepository:
     # --- statistics ---------------------------------------------------------------------------
 
     async def daily_counts(self, since: int, fields: Iterable[str]) -> list[dict[str, Any]]:
-        day = (col(SearchEvent.at) / 86400).cast(type_=SearchEvent.__table__.c.at.type)  # type: ignore[attr-defined]
+        # floor division: an event belongs to the UTC day it happened in (a true division cast
+        # to an integer rounds on PostgreSQL, which moved afternoon events to the next day)
+        day = col(SearchEvent.at) // 86400
         out: list[dict[str, Any]] = []
         for field in fields:
             column = getattr(SearchEvent, field)

@@ -26,7 +26,7 @@ from gateway.searchlog.repository import SearchLogRepository, Subject
 log = logging.getLogger("vin_gateway.searchlog")
 
 DAY = 86_400
-STATS_FIELDS = ("make", "model_year", "country_code", "outcome")
+STATS_FIELDS = ("make", "model_year", "country_code", "outcome", "code")
 
 
 class RightsAndRetention:

@@ -64,6 +64,9 @@ BASES = frozenset({"owner", "owner_authorized"})
 PURPOSES = frozenset({"parts_inquiry", "maintenance"})
 _JTI = re.compile(r"[A-Za-z0-9_-]{16,128}")
 _UNDERSTOOD_CRIT: frozenset[str] = frozenset()
+#: How far apart the gateways' clocks (NTP-synchronized servers) and Redis's may be: the
+#: ``iat`` of a gateway-issued attestation is a gateway's clock, never a client's.
+GATEWAY_CLOCK_SKEW_S = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +102,10 @@ class AttestationVerifier:
         max_lifetime_s: int,
         future_iat_leeway_s: int,
         exp_leeway_s: int,
+        restart_leeway_s: int = 0,
     ) -> None:
         self._resolve = resolve_key
+        self.restart_leeway_s = restart_leeway_s
         self.issuer = issuer
         self.audience = audience
         self.max_lifetime_s = max_lifetime_s
@@ -110,6 +115,15 @@ class AttestationVerifier:
     def replay_ttl(self, attestation: Attestation, now: int) -> int:
         """Seconds the jti must stay in the replay cache: until exp + leeway, at least 1."""
         return max(1, attestation.exp + self.exp_leeway_s - now + 1)
+
+    def iat_leeway(self, attestation: Attestation) -> int:
+        """How far after its use an accepted attestation's ``iat`` is assumed to lie at most
+        (``VINGW_ATTESTATION_RESTART_LEEWAY_S``; for the gateway's own, whose ``iat`` is a
+        gateway's clock, never more than ``GATEWAY_CLOCK_SKEW_S``). The limiter refuses
+        attestations issued before Redis lost its replay records plus this."""
+        if attestation.gateway_issued:
+            return min(GATEWAY_CLOCK_SKEW_S, self.restart_leeway_s)
+        return self.restart_leeway_s
 
     async def check(
         self,

@@ -8,7 +8,8 @@ from gateway.exceptions import Forbidden
 
 
 class AttestationError(Forbidden):
-    """Base of every refused attestation (each one is a suspicious-usage signal)."""
+    """Base of every refused attestation (each one is a suspicious-usage signal, except
+    ``AttestationReplayWindowLost``: gateway/limits/consequences.py says why)."""
 
     code, title = "attestation_invalid", "The attestation was refused"
 
@@ -48,6 +49,15 @@ class AttestationLifetimeTooLong(AttestationError):
 
 class AttestationReplayed(AttestationError):
     code, title = "attestation_replayed", "The attestation was already used"
+
+
+class AttestationReplayWindowLost(AttestationError):
+    """Issued before Redis lost the replay records (a restart without persistence): it may
+    have been used already, so it is refused; ``Retry-After`` says when a freshly issued one is
+    accepted (docs/attestation.md "Replay protection across Redis restarts")."""
+
+    code = "attestation_replay_window_lost"
+    title = "The attestation was issued before the gateway lost its replay records; sign a new one"
 
 
 class AttestationSubjectMismatch(AttestationError):

@@ -53,12 +53,17 @@ class BoundKey:
 
 
 def b64url_decode(segment: str) -> bytes:
+    """Unpadded base64url in its one canonical spelling (unused trailing bits zero), so a value
+    has one text: a verified token cannot be re-spelled into another accepted token."""
     if not _B64URL_RE.fullmatch(segment):
         raise JWSFormatError("segment is not base64url")
     try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
     except (ValueError, TypeError) as exc:
         raise JWSFormatError("segment is not base64url") from exc
+    if b64url_encode(data) != segment:
+        raise JWSFormatError("segment is not canonical base64url")
+    return data
 
 
 def b64url_encode(data: bytes) -> str:
@@ -101,7 +106,15 @@ def split_compact(token: str) -> tuple[dict[str, Any], bytes]:
 
 
 def verify(token: str, key: BoundKey) -> None:
-    """Check the signature with the key's own algorithm. Raises ``BadSignature``."""
+    """Check the signature with the key's own algorithm. Raises ``BadSignature``.
+
+    The signature segment must be canonical base64url first: python-jose's decoder skips
+    characters outside the alphabet and anything after padding, which would let anyone re-spell
+    a signed token (a new text, hence a new token digest) that still verifies."""
+    try:
+        b64url_decode(token.rpartition(".")[2])
+    except JWSFormatError as exc:
+        raise BadSignature("signature does not verify") from exc
     try:
         jws.verify(token, key.key, algorithms=[key.alg])
     except JOSEError as exc:
@@ -126,7 +139,7 @@ def public_key_from_jwk(kid: str, data: dict[str, Any], owner: str) -> BoundKey:
     public = {k: data[k] for k in _PUBLIC_MEMBERS[data["kty"]]}
     try:
         key = jwk.construct(public, alg)
-    except JOSEError as exc:
+    except (JOSEError, ValueError) as exc:  # cryptography's: a point off the curve, a bad e
         raise UnsupportedKey("the JWK could not be loaded as a public key") from exc
     return BoundKey(kid=kid, alg=alg, key=key, owner=owner)
 
@@ -164,7 +177,8 @@ def algorithm_for_jwk(data: dict[str, Any]) -> str:
     else:
         raise UnsupportedKey("only EC P-256 and RSA keys are accepted")
     if declared is not None and declared != alg:
-        raise UnsupportedKey(f"the JWK declares alg {declared!r}; a {kty} key here is {alg}")
+        # the declared value is the client's: named by its member, never echoed
+        raise UnsupportedKey(f"the JWK's 'alg' does not match its key: a {kty} key here is {alg}")
     return alg
 
 

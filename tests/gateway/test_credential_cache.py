@@ -384,3 +384,29 @@ async def test_eviction_keeps_the_account_index_exact(api: Api) -> None:
     with statements(api) as sql:
         assert (await auth.resolve_query(second.token, second.kid))[0].id == second.id
     assert sql == []
+
+
+async def test_shutdown_is_prompt_while_redis_is_down(tmp_path: Path) -> None:
+    """The subscription's retry loop must not outlive a close() whose cancellation arrived as a
+    Redis call failed (Python 3.11's wait_for then raises the failure, not the cancellation):
+    before the fix the app's shutdown hung on the auth-invalidation task every time."""
+    from asgi_lifespan import LifespanManager
+
+    from gateway.main import create_app
+    from tests.gateway.conftest import embedded_settings
+    from tests.gateway.procs import free_port
+
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    settings = embedded_settings(tmp_path, redis_url=dead, limit_ip_fail_open=False)
+    for _ in range(3):
+        manager = LifespanManager(create_app(settings), startup_timeout=30, shutdown_timeout=30)
+        await manager.__aenter__()
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            answer = await client.post(
+                "/v1/auth/token", data={"username": "a@example.com", "password": "x" * 12}
+            )
+            assert answer.status_code == 503
+        started = time.monotonic()
+        await manager.__aexit__(None, None, None)
+        assert time.monotonic() - started < 5

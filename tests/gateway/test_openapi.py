@@ -174,3 +174,64 @@ async def test_a_missing_attestation_is_still_the_attestation_problem(tmp_path: 
         assert EXAMPLE_VIN not in r.text
         documented = codes(operation(api.app.openapi(), "post", "/v1/lookups")["responses"]["403"])
         assert r.json()["code"] in documented
+
+
+async def test_a_wrong_method_gets_405_naming_every_documented_method(tmp_path: Path) -> None:
+    """Allow lists every method the path has (the router's own 405 names one route's), and the
+    frontend never claims an API path for another method (it answered POST /healthz)."""
+    async with serving(embedded_settings(tmp_path), "embedded") as api:
+        doc = api.app.openapi()
+        checked = 0
+        for path, item in doc["paths"].items():
+            documented = sorted(method.upper() for method in item)
+            url = path.replace("{", "").replace("}", "")  # a template's names as values
+            for method in {"PUT", "OPTIONS", "HEAD", "DELETE", "POST"} - set(documented):
+                r = await api.client.request(method, url)
+                assert r.status_code == 405, (method, path, r.status_code)
+                assert r.headers["allow"] == ", ".join(documented), (method, path)
+                assert r.headers["content-type"] == PROBLEM_JSON, (method, path)
+                checked += 1
+        assert checked > 60
+
+
+def test_form_bodies_are_described_as_forms_are_read(doc: dict[str, Any]) -> None:
+    """A form member sent empty is absent to FastAPI (a required one is then missing), and a
+    form has no null: the document says so, so a client or a fuzzer sending what it allows is
+    not refused (an empty username was a schema-valid request refused as `missing`)."""
+    forms = 0
+    for item in doc["paths"].values():
+        for op in item.values():
+            content = op.get("requestBody", {}).get("content", {})
+            for media_type in set(content) & {"application/x-www-form-urlencoded"}:
+                schema = content[media_type]["schema"]
+                if "$ref" in schema:
+                    schema = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+                for name, field in schema["properties"].items():
+                    options = field.get("anyOf", [field])
+                    assert all(o.get("type") != "null" for o in options), name
+                    if name in schema.get("required", ()) and field.get("type") == "string":
+                        assert field.get("minLength", 0) >= 1, name
+                forms += 1
+    assert forms >= 1
+
+
+async def test_an_empty_form_member_is_refused_as_the_document_says(tmp_path: Path) -> None:
+    async with serving(embedded_settings(tmp_path), "embedded") as api:
+        r = await api.client.post("/v1/auth/token", data={"username": "", "password": "x"})
+        assert r.status_code == 422
+        assert r.json()["code"] == "invalid_request"
+        login = api.app.openapi()["components"]["schemas"]["LoginForm"]
+        assert login["properties"]["username"]["minLength"] == 1
+
+
+async def test_a_refused_path_parameter_is_a_documented_422(tmp_path: Path) -> None:
+    """Path ids are checked text (gateway.text.PathId): their 422 is declared like a body's."""
+    async with serving(embedded_settings(tmp_path), "embedded") as api:
+        account = await api.register()
+        doc = api.app.openapi()
+        for template in ("/v1/api-keys/{key_id}", "/v1/attestation-keys/{kid}"):
+            url = template.split("{", 1)[0] + "k" * 200
+            r = await api.client.delete(url, headers=account.auth)
+            assert r.status_code == 422, (url, r.text)
+            assert r.json()["code"] == "invalid_request"
+            assert "invalid_request" in codes(doc["paths"][template]["delete"]["responses"]["422"])

@@ -122,6 +122,7 @@ async def test_search_stats_from_the_log_store(gw: Api) -> None:
         "/v1/lookups", json={"vin": VIN[:-1] + "X"}, headers=gw.attest(acct, VIN)
     )
     assert r.status_code in (403, 422)
+    refused_code = r.json()["code"]
     r = await gw.client.get("/v1/admin/search-stats", params={"days": 2}, headers=boss)
     assert r.status_code == 200, r.text
     counts = r.json()["counts"]
@@ -138,4 +139,7 @@ async def test_search_stats_from_the_log_store(gw: Api) -> None:
     assert count("model_year", 2003) == 3
     assert count("country_code", "US") == 3
     assert count("outcome", "ok") == 3
+    assert count("code", None) == 3  # the answered lookups
+    refused = [c for c in counts if c["dimension"] == "code" and c["value"] is not None]
+    assert [(c["value"], c["count"], c["day"]) for c in refused] == [(refused_code, 1, today)]
     assert count("outcome", "refused") == 1

@@ -131,3 +131,16 @@ def test_purge_command(tmp_path: Path) -> None:
     assert report["deleted"] == 0
     assert report["floor_cut"] == int(NOW) - 183 * 86400
     assert report["ceiling_cut"] == int(NOW) - 213 * 86400
+
+
+async def test_daily_counts_put_an_event_on_the_utc_day_it_happened(logs: Logs) -> None:
+    """Floor, not round: an afternoon event used to count on the next day on PostgreSQL."""
+    log = logs.new(redis=False)
+    day = datetime(2026, 11, 14, tzinfo=UTC).timestamp()
+    for seconds in (0, 43_199, 43_200, 43_201, 86_399):  # midnight .. one second before the next
+        log.record(event("acct-days"), at=day + seconds)
+    log.record(event("acct-days"), at=day + 86_400)  # the next day's midnight
+    await log.flush()
+    async with Database(logs.url).session() as session:
+        counts = await SearchLogRepository(session).daily_counts(int(day) - 86_400, ["outcome"])
+    assert [(c["day"], c["count"]) for c in counts] == [(int(day), 5), (int(day) + 86_400, 1)]

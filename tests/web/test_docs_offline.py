@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.gateway.procs import FAST_ENV, running
-from tests.web.test_frontend import CHROMIUM, CHROMIUM_ARGS, require_browser
+from tests.web.browser import CHROMIUM, CHROMIUM_ARGS, require_browser
 
 pytestmark = pytest.mark.slow
 
