@@ -308,7 +308,12 @@ def create_app(settings: Settings | None = None, *, vin_dispatch: bool = True) -
             checks["redis"] = type(exc).__name__
         if any(v != "ok" for v in checks.values()):
             raise ServiceUnavailable("Not ready", checks=checks)
-        return {"status": "ready", "checks": checks}
+        ready: dict[str, Any] = {"status": "ready", "checks": checks}
+        durability = state.redis_durability  # the start-up check (docs/deploy.md "Redis")
+        if durability is not None and (durability.problems() or durability.warnings()):
+            # ready all the same (VINGW_REDIS_REQUIRE_DURABLE=true refuses to start instead)
+            ready["warnings"] = [*durability.problems(), *durability.warnings()]
+        return ready
 
     if settings.metrics_enabled:
 

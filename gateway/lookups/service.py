@@ -72,6 +72,12 @@ Body = TypeVar("Body", bound=BaseModel)
 
 #: Flood tokens each endpoint spends (docs/limits.md).
 COST: Final = MappingProxyType({"decode": 1, "lookup": 2, "issue_attestation": 1})
+#: What a query made with a gateway-issued attestation spends: issuing it already took
+#: ``COST["issue_attestation"]``, so the pair costs what the query alone costs with a
+#: client-signed attestation (one lookup from the web frontend is one lookup, not 1 + 2).
+PREPAID_COST: Final = MappingProxyType(
+    {name: max(0, cost - COST["issue_attestation"]) for name, cost in COST.items()}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,7 +334,7 @@ class VinQuery:
             q.account.id,
             jti=attestation.jti if attestation else None,
             jti_ttl=self.verifier.replay_ttl(attestation, now) if attestation else 0,
-            cost=COST[q.endpoint],
+            cost=(PREPAID_COST if attestation and attestation.gateway_issued else COST)[q.endpoint],
             key_id=q.key_id,
             vin=self.limiter.signals_of(q.decoded.vin),
             iat=attestation.iat if attestation else 0,

@@ -421,3 +421,34 @@ def test_two_workers_never_exceed_the_quota(
     burst, refill, cost = 40, 5.0, 2
     assert codes.count(200) <= burst // cost + int(elapsed * refill / cost) + 1
     assert codes.count(429) > 0
+
+
+@pytest.mark.parametrize("mode", ["embedded", "services"])
+async def test_a_web_lookup_costs_what_a_lookup_costs(
+    mode: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Issuing a gateway attestation and using it count as one query against the flood budget:
+    with a burst of 8 tokens, four lookups either way (before, issue 1 + lookup 2 gave two)."""
+    settings = settings_for(mode, request, tmp_path, limit_vin_burst=8, limit_vin_per_s=0.001)
+    vins = unrelated(12, secrets.SystemRandom())
+    async with serving(settings, mode) as api:
+        web, client_signed = await api.register(), await api.workshop()
+
+        async def web_lookup(vin: str) -> int:
+            issued = await api.client.post(
+                "/v1/attestations",
+                json={"vin": vin, "basis": "owner", "purpose": "parts_inquiry"},
+                headers=web.auth,
+            )
+            if issued.status_code != 201:
+                return issued.status_code
+            token = issued.json()["attestation"]
+            r = await api.client.post(
+                "/v1/lookups", json={"vin": vin}, headers={**web.auth, "VIN-Attestation": token}
+            )
+            return r.status_code
+
+        web_codes = [await web_lookup(v) for v in vins[:6]]
+        api_codes = [(await api.lookup(client_signed, v)).status_code for v in vins[6:]]
+    assert web_codes == [200, 200, 200, 200, 429, 429]
+    assert api_codes == web_codes

@@ -450,6 +450,9 @@ async def test_not_durable_warns_by_default_and_refuses_when_required(
         assert 'vingw_redis_durability{check="persistence"} 0.0' in metrics
         assert 'vingw_redis_durability{check="eviction"} 1.0' in metrics
         assert api.state.redis_durability.persistence_ok is False
+        ready = await api.client.get("/readyz")
+        assert ready.status_code == 200
+        assert any("appendonly yes" in w for w in ready.json()["warnings"])
     assert any("Redis is not durable" in r.getMessage() for r in caplog.records)
     with pytest.raises(kv.RedisNotDurable, match="VINGW_REDIS_REQUIRE_DURABLE"):
         await build_state(settings_on(tmp_path / "b", server, redis_require_durable=True))
@@ -479,3 +482,4 @@ def test_serve_refuses_a_redis_that_is_not_durable_when_required(
     with running(["serve"], {**env, "VINGW_REDIS_URL": durable.url}, health="/readyz") as (base, _):
         metrics = httpx.get(base + "/metrics").text
         assert 'vingw_redis_durability{check="persistence"} 1.0' in metrics
+        assert "warnings" not in httpx.get(base + "/readyz").json()
