@@ -251,7 +251,7 @@ window.VinGwAdmin = (() => {
       const reason = $("admin-reason").value.trim();
       const marks = {};
       if (!accountId) marks["admin-account"] = { key: "fieldError.required" };
-      if (reason.length < 3 || reason.length > 1000)
+      if (reason.length < 3 || reason.length > 500)
         marks["admin-reason"] = { key: "fieldError.reason" };
       ctx.markFields(marks);
       if (Object.keys(marks).length) {
