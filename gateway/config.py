@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     # Off by default: development and test Redis servers rarely persist, and a provider may
     # persist in ways CONFIG/INFO do not show; production deployments turn it on.
     redis_require_durable: bool = False
+    # VINGW_REDIS_URL names one node of a Redis Cluster: the gateway and the search-log writer
+    # discover the others and route each key by its hash slot (docs/deploy.md "Redis Cluster")
+    redis_cluster: bool = False
     catalogue_url: str | None = None
     catalogue_timeout_s: float = Field(default=2.0, gt=0)
     catalogue_retries: int = Field(default=2, ge=0, le=5)
@@ -163,7 +166,13 @@ class Settings(BaseSettings):
     searchlog_legal_hold: str = ""  # comma list of account ids whose rows survive purges
     searchlog_purge_interval_s: float = Field(default=21_600, ge=0)  # 0: `vin-gateway purge` only
     searchlog_consumer: bool = True  # each worker consumes the Redis stream (else a writer does)
-    searchlog_stream: str = "vingw:searchlog"
+    searchlog_stream: str = "vingw:searchlog"  # shards are <stream>:{0} .. <stream>:{N-1}
+    # N streams, one per cluster slot, an account's events in one of them (docs/searchlog.md
+    # "Shards"); changing N loses nothing: writers also read the shards of every N used before
+    searchlog_shards: int = Field(default=8, ge=1, le=1024)
+    # an erasure's tombstone (the writer drops queued events of an erased account) lives this
+    # long: at least as long as an event can wait in a buffer or the stream
+    searchlog_tombstone_ttl_s: float = Field(default=30 * 86_400.0, gt=0)
     searchlog_batch_size: int = Field(default=500, gt=0, le=5000)
     searchlog_max_buffer: int = Field(default=100_000, gt=0)
     searchlog_ship_interval_ms: float = Field(default=50.0, ge=0)

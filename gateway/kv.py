@@ -9,6 +9,14 @@ persist its data (AOF or RDB) and never evict keys (``maxmemory-policy noevictio
 admission script needs INFO. What it finds is logged and exported as
 ``vingw_redis_durability{check}``; with ``VINGW_REDIS_REQUIRE_DURABLE=true`` a problem refuses
 the start. Why these settings: docs/deploy.md, "Redis".
+
+With ``VINGW_REDIS_CLUSTER=true`` the URL names one node of a Redis Cluster and the client is
+redis-py's ``RedisCluster``: it discovers the other masters and routes each command by its
+key's hash slot (every key the gateway uses is hash-tagged, so a script's or a pipeline's keys
+share one slot), following MOVED and ASK. The same bounds as on one node: one attempt, no
+backoff, the configured timeout; ``cluster_state`` checks every node's CLUSTER INFO for
+``/readyz``. The start-up durability check runs on every master (docs/deploy.md, "Redis
+Cluster").
 """
 
 from __future__ import annotations
@@ -20,10 +28,17 @@ from typing import Any
 import hiredis
 import redis.asyncio as aioredis
 from prometheus_client import Gauge
-from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import (
+    Connection,
+    SSLConnection,
+    UnixDomainSocketConnection,
+    parse_url,
+)
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from gateway.config import Settings
 
@@ -73,11 +88,68 @@ _PACKED: dict[type, type] = {
 }
 
 
-def make_redis(settings: Settings) -> aioredis.Redis:
+#: The gateway's client: one server (or the embedded stand-in), or a Redis Cluster.
+Kv = aioredis.Redis | RedisCluster
+
+
+class BoundedCluster(RedisCluster):
+    """``RedisCluster`` whose "no node reachable" (``RedisClusterException``, which is not a
+    ``RedisError``) is a ``ConnectionError``, so every caller's ``except RedisError`` (fail
+    closed with 503, or fail open where configured) handles a dead cluster as a dead Redis."""
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> BoundedCluster:
+        try:
+            await super().initialize(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise RedisConnectionError("Redis Cluster: no node reachable") from exc
+        return self
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            if self._initialize:
+                # before redis-py's command-policy lookup, which otherwise runs on the
+                # startup node concurrently with the first slot-map load: measured, a cold
+                # client's first concurrent calls failed with ConnectionError (redis-py 8.1)
+                await self.initialize()
+            return await super().execute_command(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise RedisConnectionError("Redis Cluster: the command could not be routed") from exc
+
+
+def cluster_client(url: str, *, timeout_s: float, health_check_interval: int = 30) -> RedisCluster:
+    """A ``RedisCluster`` seeded by the node ``url`` names, bounded as the single-node client:
+    one attempt per command (no retry after a connection error or a timeout, no backoff), the
+    timeout on connecting and on every reply. MOVED/ASK redirections are followed (a slot
+    migrating is not a failure), each bounded by the same socket timeout."""
+    return BoundedCluster.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        health_check_interval=health_check_interval,
+        retry=Retry(NoBackoff(), 0),
+        # a master that is down costs its own slots only: the others keep being served (the
+        # nodes answer CLUSTERDOWN themselves when cluster-require-full-coverage says so)
+        require_full_coverage=False,
+    )
+
+
+def make_client(url: str, *, timeout_s: float, cluster: bool) -> Kv:
+    """A plain redis-py client for ``url`` (one server, or the cluster it belongs to), for the
+    callers that keep their own pool (the search-log stream's blocking reads)."""
+    if cluster:
+        return cluster_client(url, timeout_s=timeout_s)
+    return aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+
+
+def make_redis(settings: Settings) -> Kv:
     if settings.redis_url is None:
+        if settings.redis_cluster:
+            raise ValueError("VINGW_REDIS_CLUSTER=true needs VINGW_REDIS_URL (any one node)")
         import fakeredis
 
         return fakeredis.FakeAsyncRedis()  # a redis.asyncio.Redis subclass
+    if settings.redis_cluster:
+        return cluster_client(settings.redis_url, timeout_s=settings.redis_timeout_s)
     # Bounded: one attempt, no backoff, so a dead Redis fails a request within the timeout.
     client = aioredis.Redis.from_url(
         settings.redis_url,
@@ -235,11 +307,80 @@ def report_durability(found: Durability, *, required: bool) -> None:
         log.warning("Redis durability: %s", warning)
 
 
+async def cluster_state(client: RedisCluster) -> str:
+    """ "ok" when every known node answers CLUSTER INFO with ``cluster_state:ok``, else
+    "cluster_state_fail" (a node that does not answer raises, as PING would)."""
+    await client.initialize()  # no-op once the slot map is known
+    for node in client.get_nodes():
+        info = await client.cluster_info(target_nodes=node)
+        if _text(info.get("cluster_state", "")) != "ok":
+            return "cluster_state_fail"
+    return "ok"
+
+
+def _worst(found: list[Durability]) -> Durability:
+    """The finding of several masters as one: each check as bad as its worst node's."""
+    if any(d.source == "unreachable" for d in found):
+        return Durability(source="unreachable")
+
+    def worst(values: list[Any]) -> Any:
+        if False in values:
+            return False
+        return None if None in values else values[0]
+
+    policies = {d.eviction_policy for d in found}
+    policy = (
+        None if None in policies else next((p for p in policies if p != "noeviction"), "noeviction")
+    )
+    fsyncs = {d.appendfsync for d in found}
+    return Durability(
+        source="config" if all(d.source == "config" for d in found) else "info",
+        aof=worst([d.aof for d in found]),
+        rdb=worst([d.rdb for d in found]),
+        appendfsync="no" if "no" in fsyncs else found[0].appendfsync,
+        eviction_policy=policy,
+        info_allowed=worst([d.info_allowed for d in found]),
+    )
+
+
+async def cluster_durability(client: RedisCluster, settings: Settings) -> Durability:
+    """The start-up check on every master of a cluster (each holds its own slots' data), each
+    on a client of its own with the URL's credentials and TLS options."""
+    assert settings.redis_url is not None
+    try:
+        await client.initialize()
+        primaries = [(n.host, n.port) for n in client.get_primaries()]
+    except (RedisError, OSError):
+        return Durability(source="unreachable")
+    found = []
+    for host, port in primaries:
+        options: dict[str, Any] = {
+            **parse_url(settings.redis_url),
+            "host": host,
+            "port": port,
+            "db": 0,
+        }
+        if options.pop("connection_class", None) is SSLConnection:
+            options["ssl"] = True
+        single = aioredis.Redis(
+            **options,
+            socket_timeout=settings.redis_timeout_s,
+            socket_connect_timeout=settings.redis_timeout_s,
+        )
+        try:
+            found.append(await redis_durability(single))
+        finally:
+            await single.aclose()
+    return _worst(found) if found else Durability(source="unreachable")
+
+
 async def probe_durability(settings: Settings) -> Durability:
     """The check on a client of its own, closed after it (the gateway's pool stays untouched:
     its first connection is the invalidation subscription's)."""
     client = make_redis(settings)
     try:
+        if isinstance(client, RedisCluster):
+            return await cluster_durability(client, settings)
         return await redis_durability(client)
     finally:
         await client.aclose()

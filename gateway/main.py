@@ -20,6 +20,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from redis.asyncio.cluster import RedisCluster
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
@@ -39,6 +40,7 @@ from gateway.exceptions import (
     ServiceUnavailable,
     UnsupportedMediaType,
 )
+from gateway.kv import cluster_state
 from gateway.lookups.endpoints import VinDispatch
 from gateway.lookups.endpoints import router as lookups_router
 from gateway.openapi import declares, install_openapi
@@ -304,6 +306,8 @@ def create_app(settings: Settings | None = None, *, vin_dispatch: bool = True) -
         try:
             await state.redis.ping()
             checks["redis"] = "ok"
+            if isinstance(state.redis, RedisCluster):  # every node's view of the slots
+                checks["redis"] = await cluster_state(state.redis)
         except Exception as exc:
             checks["redis"] = type(exc).__name__
         if any(v != "ok" for v in checks.values()):

@@ -42,6 +42,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gateway.kv import cluster_client
+
 Arg = str | bytes | int | float
 
 
@@ -271,3 +273,81 @@ class PipelinedRedis:
             conn.fail(RedisConnectionError("closed"))
             with contextlib.suppress(Exception):
                 await conn.writer.wait_closed()
+
+
+class ClusterPipelined:
+    """The same calls as ``PipelinedRedis`` on a Redis Cluster (``VINGW_REDIS_CLUSTER=true``),
+    through redis-py's ``RedisCluster``: each command goes to the master of its key's hash slot
+    (redis-py computes it as Redis does: CRC16 of the hash tag), MOVED and ASK are followed
+    with a slot-map refresh, and a batch (``execute_many``) is split per master and sent in
+    one pipeline each. One deadline per call (``timeout_s``), redirections and the NOSCRIPT
+    reload included, one attempt: the bounds of ``PipelinedRedis``.
+
+    Why not a slot-aware ``PipelinedRedis`` (one multiplexed connection per master): measured
+    in docs/deploy.md "Redis Cluster"; this is the simpler of the two.
+
+    ``live_generation`` is always None: there is no one connection whose Redis process the
+    limiter could trust between calls, so the admission script checks the running process
+    (INFO server, on the account's own master) for every attested admission."""
+
+    live_generation: int | None = None
+
+    def __init__(self, url: str, *, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.client = cluster_client(url, timeout_s=timeout_s)
+
+    async def _bounded(self, call: Awaitable[Any]) -> Any:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                return await call
+        except TimeoutError:
+            raise RedisTimeoutError("Redis did not answer in time") from None
+        except OSError as exc:
+            raise RedisConnectionError(f"Redis is unreachable ({type(exc).__name__})") from None
+
+    async def execute(self, *args: Arg) -> Any:
+        return await self._bounded(self.client.execute_command(*args))
+
+    async def execute_many(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
+        """Several commands, one pipeline per master; their replies in order (the first error
+        raised after every reply arrived)."""
+
+        async def run() -> list[Any]:
+            await self.client.initialize()  # the slot map first (a no-op once known)
+            pipe = self.client.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            return list(await pipe.execute(raise_on_error=True))
+
+        replies: list[Any] = await self._bounded(run())
+        return replies
+
+    async def evalsha(self, sha: str, source: str, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
+        """``EVALSHA`` on the keys' master, the script loaded there on NOSCRIPT (within the same
+        deadline)."""
+
+        async def call() -> Any:
+            try:
+                return await self.client.evalsha(sha, len(keys), *keys, *args)
+            except NoScriptError:
+                key = keys[0]
+                node = self.client.get_node_from_key(
+                    key.decode() if isinstance(key, bytes) else str(key)
+                )
+                await self.client.execute_command("SCRIPT LOAD", source, target_nodes=node)
+                return await self.client.evalsha(sha, len(keys), *keys, *args)
+
+        return await self._bounded(call())
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+Admission = PipelinedRedis | ClusterPipelined
+
+
+def make_pipelined(url: str, *, timeout_s: float, cluster: bool) -> Admission:
+    """The lean connection for ``url``: one server, or the cluster it belongs to."""
+    if cluster:
+        return ClusterPipelined(url, timeout_s=timeout_s)
+    return PipelinedRedis(url, timeout_s=timeout_s)

@@ -6,7 +6,6 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
 from gateway.accounts.auth import Authenticator
@@ -17,12 +16,19 @@ from gateway.accounts.throttle import LoginThrottle
 from gateway.catalogue.backends import Catalogue, build_catalogue
 from gateway.config import Settings
 from gateway.db import Database, migrate
-from gateway.kv import Durability, RedisNotDurable, make_redis, probe_durability, report_durability
+from gateway.kv import (
+    Durability,
+    Kv,
+    RedisNotDurable,
+    make_redis,
+    probe_durability,
+    report_durability,
+)
 from gateway.limits import embedded as embedded_replay
 from gateway.limits.consequences import Consequences, FlagFinding
 from gateway.limits.limiter import Limiter, LimitPolicy
 from gateway.lookups.service import VinQuery
-from gateway.pipelined import PipelinedRedis
+from gateway.pipelined import make_pipelined
 from gateway.searchlog.service import SearchLog
 from gateway.secrets import load_or_create
 from gateway.security import jws
@@ -41,7 +47,7 @@ class AppState:
     settings: Settings
     accounts_db: Database
     searchlog_db: Database
-    redis: Redis
+    redis: Kv  # one server, the embedded stand-in, or a RedisCluster
     limiter: Limiter
     ip_policy: LimitPolicy
     passwords: Passwords
@@ -141,13 +147,16 @@ async def build_state(settings: Settings, *, migrate_on_start: bool = True) -> A
     catalogue = build_catalogue(settings)
     searchlog = SearchLog.from_settings(settings, searchlog_db)
     admission = (
-        PipelinedRedis(settings.redis_url, timeout_s=settings.redis_timeout_s)
+        make_pipelined(
+            settings.redis_url, timeout_s=settings.redis_timeout_s, cluster=settings.redis_cluster
+        )
         if settings.redis_url
         else None
     )
     limiter = Limiter(
         redis, LimitPolicy.from_settings(settings), key=limiter_key, admission=admission
     )
+    accounts.forget_limits = limiter.forget_account  # erasure deletes the account's keys
 
     async def flag(finding: FlagFinding) -> None:
         await accounts.add_flag(Flag(**dataclasses.asdict(finding)))

@@ -34,6 +34,8 @@ value. Text is otherwise kept as sent (no Unicode normalization).
 
 from __future__ import annotations
 
+import functools
+import sys
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -82,6 +84,60 @@ class Rule:
         return value
 
 
+@dataclass(frozen=True, slots=True)
+class WithJsonPattern:
+    """Adds the ``pattern`` of a rule to a field's JSON schema (nothing to validation)."""
+
+    rule: Rule
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        schema = dict(handler(core_schema))
+        schema["pattern"] = json_pattern(self.rule)
+        return schema
+
+
+@functools.cache
+def _special_characters() -> tuple[tuple[int, str], ...]:
+    """Every control, surrogate, format character and line/paragraph separator, by code."""
+    wanted = {"Cc", "Cs", "Cf", "Zl", "Zp"}
+    category = unicodedata.category
+    return tuple(
+        (code, c) for code in range(sys.maxunicode + 1) if (c := category(chr(code))) in wanted
+    )
+
+
+@functools.cache
+def json_pattern(rule: Rule) -> str:
+    """A regular expression accepting exactly what ``rule`` accepts (character-wise): every
+    character the rule refuses, listed as ranges in one negated class. Computed once per rule
+    from this Python's Unicode database. BMP characters are written as ``\\uXXXX`` escapes and
+    the few above it (tag characters, some format controls) literally, which both Python's and
+    ECMAScript's (with the ``u`` flag) regular expressions read alike."""
+    refused = [
+        code
+        for code, category in _special_characters()
+        if chr(code) not in rule.allowed
+        and chr(code) not in _JOINERS
+        # lone surrogates are left out: no well-formed Unicode string holds one, and regex
+        # engines that work on code points (Rust's, which JSON Schema validators use) refuse
+        # the range; the rule still refuses them
+        and category != "Cs"
+        and (category == "Cc" or not rule.invisible_allowed)
+    ]
+    ranges: list[tuple[int, int]] = []
+    for code in refused:
+        if ranges and ranges[-1][1] == code - 1:
+            ranges[-1] = (ranges[-1][0], code)
+        else:
+            ranges.append((code, code))
+
+    def one(code: int) -> str:
+        return f"\\u{code:04x}" if code <= 0xFFFF else chr(code)
+
+    body = "".join(one(a) if a == b else f"{one(a)}-{one(b)}" for a, b in ranges)
+    return f"^[^{body}]*$"
+
+
 _MESSAGES = {
     ("line", CONTROL): "control characters (tab and line breaks included) are not allowed here",
     ("text", CONTROL): "control characters other than tab and line feed are not allowed here",
@@ -112,6 +168,9 @@ class Kind(GroupedMetadata):
             yield MinLen(self.min_length)
         yield MaxLen(self.max_length)
         yield AfterValidator(self.rule)
+        # the rule in the OpenAPI document too (a `pattern`), so a client, or a contract fuzzer,
+        # knows which text is refused; validation stays the rule's (its codes, not a pattern's)
+        yield WithJsonPattern(self.rule)
 
 
 @dataclass(frozen=True, slots=True)

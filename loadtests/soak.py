@@ -592,10 +592,7 @@ def take_sample(
             failed.append(msg)
     info = client.info("keyspace").get(f"db{db}", {})
     keys, expires = int(info.get("keys", 0)), int(info.get("expires", 0))
-    try:
-        pending = int(client.xpending(STREAM, GROUP)["pending"])
-    except Exception:  # no stream or group yet
-        pending = 0
+    pending = pending_of(client)
     return Sample(
         t=round(t, 1),
         traffic=traffic,
@@ -604,7 +601,7 @@ def take_sample(
         keys=int(client.dbsize()),
         keys_no_ttl=keys - expires,
         used_memory=int(client.info("memory")["used_memory"]),
-        xlen=int(client.xlen(STREAM)),
+        xlen=queued(client),
         pending=pending,
     )
 
@@ -739,15 +736,28 @@ def wait_for_replay_window(client: Any) -> None:
         time.sleep(wait)
 
 
+def streams(client: Any) -> list[bytes]:
+    """The search-log queue's streams: the sharded ``<stream>:{n}`` and the unsharded one."""
+    return sorted(client.scan_iter(match=STREAM + "*", _type="stream"))
+
+
+def queued(client: Any) -> int:
+    return sum(int(client.xlen(key)) for key in streams(client))
+
+
+def pending_of(client: Any) -> int:
+    total = 0
+    for key in streams(client):
+        with contextlib.suppress(Exception):  # no group: nothing pending
+            total += int(client.xpending(key, GROUP)["pending"])
+    return total
+
+
 def drain_wait(client: Any, args: argparse.Namespace) -> tuple[int, int, float]:
     """Wait until the stream holds at most --max-stream-end entries (and as many pending)."""
     started = time.monotonic()
     while True:
-        xlen = int(client.xlen(STREAM))
-        try:
-            pending = int(client.xpending(STREAM, GROUP)["pending"])
-        except Exception:  # no group: nothing pending
-            pending = 0
+        xlen, pending = queued(client), pending_of(client)
         waited = time.monotonic() - started
         if (xlen <= args.max_stream_end and pending <= args.max_stream_end) or (
             waited >= args.drain_timeout

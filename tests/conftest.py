@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -84,3 +89,111 @@ def postgres_urls() -> Iterator[tuple[str, str]]:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         for name in names:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _free_ports(n: int) -> list[int]:
+    """n free loopback ports, each with its cluster bus port (+10000) free as well."""
+    found: list[int] = []
+    while len(found) < n:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port + 10000 > 65535 or port in found:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        found.append(port)
+    return found
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """A real 3-master Redis Cluster of this test run's own on free loopback ports (no replicas,
+    no persistence), started here and stopped at the end of the session; the URL names its
+    first node, as VINGW_REDIS_URL does with VINGW_REDIS_CLUSTER=true."""
+    import redis
+
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if server is None or cli is None:
+        unavailable("Redis Cluster", FileNotFoundError("redis-server or redis-cli not installed"))
+        raise AssertionError("unreachable")  # unavailable() skips or fails
+    workdir = tempfile.mkdtemp(prefix="vingw-cluster-")
+    ports = _free_ports(3)
+    procs = [
+        subprocess.Popen(
+            [
+                server,
+                "--port",
+                str(p),
+                "--bind",
+                "127.0.0.1",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                f"{workdir}/nodes-{p}.conf",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--dir",
+                workdir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for p in ports
+    ]
+    try:
+        for p in ports:
+            _wait(lambda p=p: redis.Redis(port=p, socket_connect_timeout=0.2).ping(), 10)
+        subprocess.run(
+            [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+
+        def ready() -> bool:
+            # every node ok, knowing all three and every slot (a node can say ok before the
+            # others' gossip about it settled; clients then met errors on a first command)
+            for p in ports:
+                info = redis.Redis(port=p).execute_command("CLUSTER INFO")
+                if (
+                    info.get("cluster_state") != "ok"
+                    or int(info.get("cluster_known_nodes", 0)) != len(ports)
+                    or int(info.get("cluster_slots_ok", 0)) != 16384
+                ):
+                    return False
+            return True
+
+        _wait(ready, 30)
+        yield f"redis://127.0.0.1:{ports[0]}/0"
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _wait(check: object, timeout_s: float) -> None:
+    import redis
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if check():  # type: ignore[operator]
+                return
+        except (redis.RedisError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail("the test Redis Cluster did not come up in time")
+        time.sleep(0.05)

@@ -18,7 +18,7 @@ from gateway.accounts.service import AccountService, AccountState
 from gateway.config import Settings
 from gateway.exceptions import NotAuthenticated
 from gateway.limits.exceptions import LimiterUnavailable, RateLimited
-from gateway.limits.limiter import Limiter, LimitPolicy
+from gateway.limits.limiter import Limiter, LimitPolicy, note_fail_open
 from gateway.openapi import declares
 from gateway.security.tokens import AccessTokens
 
@@ -97,8 +97,9 @@ async def ip_limited(request: Request) -> None:
     state = runtime(request)
     try:
         decision = await state.limiter.admit_ip(client_ip(request), state.ip_policy)
-    except LimiterUnavailable:
+    except LimiterUnavailable as exc:
         if state.settings.limit_ip_fail_open:
+            note_fail_open("ip", exc)  # a log line and vingw_limiter_fail_open_total
             return
         raise
     decision.raise_for_verdict()

@@ -184,8 +184,17 @@ class InvalidationBus:
             backoff = 0.1 if self.connects != connects else min(backoff * 2, self.reconnect_max_s)
             await asyncio.sleep(backoff)
 
+    async def _pubsub(self) -> Any:
+        """A pub/sub connection. On a Redis Cluster (``VINGW_REDIS_CLUSTER``) classic PUBLISH
+        reaches every node, so any one node will do: a random one of the slot map (read first
+        if need be), so a subscription lost with its node comes back on another."""
+        if hasattr(self.redis, "get_random_node"):  # redis.asyncio.cluster.RedisCluster
+            await asyncio.wait_for(self.redis.initialize(), self.timeout_s)
+            return self.redis.pubsub(node=self.redis.get_random_node())
+        return self.redis.pubsub()
+
     async def _listen(self) -> None:
-        pubsub = self.redis.pubsub()
+        pubsub = await self._pubsub()
         try:
             await asyncio.wait_for(pubsub.subscribe(self.channel), self.timeout_s)
             last_seen = last_ping = time.monotonic()

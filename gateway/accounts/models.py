@@ -15,7 +15,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, field_validator
 from sqlalchemy import JSON, Column, DateTime
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import registry
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from gateway.text import Line, Secret, Text
@@ -29,8 +31,29 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UtcDateTime(TypeDecorator[datetime]):
+    """A ``DateTime(timezone=True)`` that always reads back an aware UTC datetime.
+
+    PostgreSQL keeps the offset; SQLite stores none and returned naive datetimes, which the API
+    rendered without an offset (not the RFC 3339 docs/api.md promises). Values are written in
+    UTC, so a naive one read back is UTC. The column type in the migrations is unchanged."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
 def _ts(**kw: Any) -> Any:
-    return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), **kw))
+    return Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), **kw))
 
 
 class StrictInput(SQLModel):
@@ -106,7 +129,7 @@ class Account(AccountBase, AccountsModel, table=True):
     created_at: datetime = _ts(nullable=False)
     registration_ip: str | None = Field(default=None, max_length=64)
     consent_version: str | None = Field(default=None, max_length=64)
-    consent_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    consent_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
 
 
 class AccountPublic(AccountBase):
@@ -153,7 +176,7 @@ class ApiKey(AccountsModel, table=True):
     name: str = Field(max_length=100)
     secret_sha256: str = Field(max_length=64)
     created_at: datetime = _ts(nullable=False)
-    revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
 
 
 class ApiKeyPublic(SQLModel):
@@ -184,7 +207,7 @@ class AttestationKey(AccountsModel, table=True):
     jwk: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     thumbprint: str = Field(max_length=64)
     created_at: datetime = _ts(nullable=False)
-    revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
 
 
 class AttestationKeyPublic(SQLModel):
@@ -224,7 +247,7 @@ class Flag(AccountsModel, table=True):
     evidence: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     block_s: int = 0
     created_at: datetime = _ts(nullable=False)
-    resolved_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    resolved_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
     resolved_by: str | None = Field(default=None, max_length=32)
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
 
 from gateway.accounts.exceptions import (
@@ -33,6 +34,7 @@ from gateway.accounts.throttle import LoginThrottle
 from gateway.config import Settings
 from gateway.db import Database
 from gateway.exceptions import InvalidRequest, NotFound
+from gateway.limits.exceptions import LimiterUnavailable
 from gateway.security import jws
 from gateway.security.passwords import Passwords, password_problems
 from gateway.security.tokens import new_api_key
@@ -59,6 +61,10 @@ class AccountState:
 Notify = Callable[[str, str, str | None], Awaitable[None]]
 
 
+#: Deletes an account's limiter keys: (account id, ids of every API key it had) -> keys deleted.
+ForgetLimits = Callable[[str, list[str]], Awaitable[int]]
+
+
 async def _no_notify(_account_id: str, _reason: str, _key_id: str | None) -> None:
     return None
 
@@ -77,6 +83,8 @@ class AccountService:
         self.passwords = passwords
         self.settings = settings
         self.login_throttle = login_throttle  # per-account login throttling (None: off)
+        # erasure deletes the account's limiter keys (Limiter.forget_account, set by the app)
+        self.forget_limits: ForgetLimits | None = None
         self.on_change = on_change  # drops cached state of this account (set by the app)
         # tells the other workers and instances (Redis pub/sub, set by the app)
         self.notify = notify
@@ -209,6 +217,24 @@ class AccountService:
         return account
 
     async def delete(self, account_id: str) -> None:
+        """Erase the account: its Redis keys first (limiter, login throttle), so a Redis
+        failure leaves an account the holder can delete again (503 ``limiter_unavailable``),
+        then its rows."""
+        async with self.db.session() as session:
+            repo = AccountRepository(session)
+            account = await repo.get(account_id)
+            key_ids = [key.id for key in await repo.api_keys(account_id)]  # revoked ones too
+        if account is not None:
+            try:
+                if self.forget_limits is not None:
+                    await self.forget_limits(account_id, key_ids)
+                if self.login_throttle is not None:
+                    await self.login_throttle.forget(account.email.strip().lower())
+            except RedisError as exc:
+                raise LimiterUnavailable(
+                    "The account's rate-limit state could not be erased; try again shortly",
+                    headers={"Retry-After": "1"},
+                ) from exc
         async with self.db.session() as session:
             repo = AccountRepository(session)
             await repo.delete_account(account_id)

@@ -224,6 +224,11 @@ class LoginThrottle:
             )
         return LoginAttempt(keys, network, bool(known))
 
+    async def forget(self, normalized_email: str) -> int:
+        """Erasure: delete the email's budgets and known networks (one slot); raises
+        RedisError. The number of keys deleted."""
+        return int(await self.redis.delete(*self.keys_of(normalized_email)))
+
     async def succeeded(self, attempt: LoginAttempt | None) -> None:
         """The password was right: clear the budget the attempt used and remember (refresh)
         the network as known. A Redis failure here never fails the login."""

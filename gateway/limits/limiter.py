@@ -35,19 +35,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import logging
+import math
 import secrets
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
 
 from cachetools import TTLCache
+from prometheus_client import Counter as MetricCounter
 from redis.exceptions import RedisError
 
 from gateway.config import Settings
 from gateway.limits.exceptions import LimiterUnavailable, RateLimited, SuspiciousUsageBlocked
-from gateway.pipelined import Arg, PipelinedRedis
+from gateway.pipelined import Admission, Arg
 
 LOCAL_BLOCK_S = 5
 #: How long an account's origin record (the Redis process its records were checked against)
@@ -58,6 +62,31 @@ ORIGIN_TTL_S = 86_400
 ORIGIN_RECHECK_S = 10.0
 
 SIGNAL_WEIGHTS = {"invalid_vin": 12, "attestation_refused": 12, "catalogue_miss": 1}
+
+FAIL_OPEN = MetricCounter(
+    "vingw_limiter_fail_open_total",
+    "Requests let through unlimited because Redis did not answer, by limit (ip: the per-IP "
+    "limit of registration and login, with VINGW_LIMIT_IP_FAIL_OPEN=true)",
+    ["limit"],
+)
+FAIL_OPEN_LOG_EVERY_S = 60.0
+_fail_open_logged: dict[str, float] = {}
+log = logging.getLogger("vin_gateway.limits")
+
+
+def note_fail_open(limit: str, exc: BaseException) -> None:
+    """A limit that could not be decided let a request through: counted, and logged at most
+    once a minute per limit (the cause's type only, never a value)."""
+    FAIL_OPEN.labels(limit).inc()
+    now = time.monotonic()
+    if now - _fail_open_logged.get(limit, -math.inf) >= FAIL_OPEN_LOG_EVERY_S:
+        _fail_open_logged[limit] = now
+        cause = exc.__cause__ or exc
+        log.warning(
+            "%s limit: Redis unavailable (%s); requests pass unlimited (fail open)",
+            limit,
+            type(cause).__name__,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +242,11 @@ def _network_of(ip: str | None) -> str:
     return str(addr)
 
 
+#: The suffixes of an account's fixed keys (admit.lua's KEYS; ``:kb:<key id>`` and
+#: ``:jti:<digest>`` are per API key and per attestation).
+_ACCOUNT_KEYS = (":ban", ":strikes", ":bucket", ":score", ":vins", ":seq", ":origin")
+
+
 def _names(csv: str) -> frozenset[str]:
     return frozenset(n.strip() for n in csv.split(",") if n.strip())
 
@@ -232,7 +266,7 @@ class Limiter:
         policy: LimitPolicy,
         *,
         key: bytes,
-        admission: PipelinedRedis | None = None,
+        admission: Admission | None = None,
     ) -> None:
         """``admission``: the lean connection for the script call (a real Redis); without it
         the call goes through redis-py (the embedded stand-in)."""
@@ -396,6 +430,40 @@ class Limiter:
         network = _network_of(client_ip)
         pseudonym = hmac.new(self.key, b"ip:" + network.encode(), hashlib.sha256).hexdigest()[:20]
         return await self._run("admit", "ip:" + pseudonym, cost=1, policy=policy, allowed=True)
+
+    async def forget_account(self, account_id: str, key_ids: list[str]) -> int:
+        """Erasure: delete every key of the account (blocks, strikes, buckets, scores, VIN
+        pseudonyms, walks, origin and replay records); the number deleted. A block need not
+        survive: it is per account id, never reused, and its evidence is the flags in the
+        accounts database (docs/deploy.md "Erasure"). The names are computed (the per-key
+        buckets from ``key_ids``, every API key the account ever had); only the replay records,
+        named by a digest of each attestation's jti, are found by listing the account's slot
+        (Redis Cluster) or by SCAN with the account's own pattern. Raises RedisError."""
+        tag = _tag(account_id)
+        fixed = [tag + s for s in _ACCOUNT_KEYS] + [tag + ":kb:" + k for k in key_ids]
+        removed = int(await self.redis.delete(*fixed))
+        replay = [key async for key in self._replay_keys_of(tag)]
+        for start in range(0, len(replay), 500):
+            removed += int(await self.redis.delete(*replay[start : start + 500]))
+        self._blocks.pop(account_id, None)
+        self._pending.pop(account_id, None)
+        return removed
+
+    async def _replay_keys_of(self, tag: str) -> AsyncIterator[Any]:
+        prefix = (tag + ":jti:").encode()
+        redis = self.redis
+        if hasattr(redis, "keyslot") and hasattr(redis, "cluster_get_keys_in_slot"):
+            # Redis Cluster: the tag is one slot; list that slot's keys on the node holding it
+            slot = redis.keyslot(tag)
+            count = int(await redis.cluster_countkeysinslot(slot))
+            if count:
+                for key in await redis.cluster_get_keys_in_slot(slot, count):
+                    if (key if isinstance(key, bytes) else str(key).encode()).startswith(prefix):
+                        yield key
+            return
+        # one Redis: SCAN, O(keys in Redis) (account ids hold no glob characters)
+        async for key in redis.scan_iter(match=tag + ":jti:*", count=1000):
+            yield key
 
     def records_since(self, epoch_s: int) -> None:
         """The embedded stand-in's replay records are complete only from ``epoch_s`` on (the

@@ -17,6 +17,7 @@ from gateway.accounts.exceptions import EmailTaken, WeakPassword
 from gateway.accounts.models import AccountPublic, AccountUpdate
 from gateway.deps import CurrentAccount, StateDep
 from gateway.exceptions import InvalidRequest, NotFound, ServiceUnavailable
+from gateway.limits.exceptions import LimiterUnavailable
 from gateway.openapi import declares
 
 router = APIRouter(prefix="/v1", tags=["privacy"])
@@ -54,10 +55,12 @@ async def correct_me(
 
 
 @router.delete("/me", status_code=204)
-@declares(ServiceUnavailable)  # the search log must be flushed before the erasure
+# the search log must be flushed, and the account's Redis keys deleted, before the erasure
+@declares(ServiceUnavailable, LimiterUnavailable)
 async def cancel_me(account: CurrentAccount, state: StateDep) -> Response:
-    """Cancel the account: its search-log rows (queued ones flushed first) are erased, then the
-    account itself. Rows under a legal hold stay until it is lifted (docs/searchlog.md)."""
+    """Cancel the account: its search-log rows (queued ones flushed first) are erased, then its
+    limiter and login-throttle keys in Redis, then the account itself. Rows under a legal hold
+    stay until it is lifted (docs/searchlog.md)."""
     await state.searchlog.erase_account(account.id)
     await state.accounts.delete(account.id)
     return Response(status_code=204)

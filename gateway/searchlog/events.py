@@ -6,6 +6,7 @@ full IP, user agent) ever sits in a queue, in Redis or in the log database.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,16 @@ from typing import Any
 from gateway.searchlog.pseudonym import KeyRing, truncate_ip, ua_family
 
 Row = dict[str, Any]  # a pseudonymized search_event row, as queued and inserted
+SHARD = "_shard"  # in a row on its way to the stream: the shard it goes to (never inserted)
+
+
+def shard_of(account_id: str, shards: int) -> int:
+    """The queue shard of an account's events: stable (the same in every process and in every
+    key epoch, so a flush for the account drains one shard) and spread evenly. Only the shard
+    number appears in a key name; an account id never does. The number carries log2(N) bits
+    about the account to someone who already knows its id, and nothing to anyone else."""
+    digest = hashlib.blake2b(account_id.encode(), digest_size=8, person=b"vingw-sl-shard").digest()
+    return int.from_bytes(digest, "big") % shards
 
 
 @dataclass(slots=True)

@@ -7,7 +7,7 @@ raw token, and nothing references the accounts database.
 
 from __future__ import annotations
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -18,8 +18,8 @@ class SearchLogModel(SQLModel, registry=registry()):
 
 class SearchEventBase(SQLModel):
     at: int = Field(index=True)  # epoch seconds
-    key_epoch: str = Field(max_length=16, index=True)
-    account_pseudonym: str = Field(max_length=64, index=True)
+    key_epoch: str = Field(max_length=16)
+    account_pseudonym: str = Field(max_length=64)
     vin_pseudonym: str | None = Field(default=None, max_length=64)
     wmi: str | None = Field(default=None, max_length=6)
     make: str | None = Field(default=None, max_length=64)
@@ -43,10 +43,17 @@ class SearchEventBase(SQLModel):
 class SearchEvent(SearchEventBase, SearchLogModel, table=True):
     """On PostgreSQL the table is partitioned by month on ``at`` (migration 0002): its primary
     key and unique key then include ``at``. ``event_id`` makes inserts idempotent: an entry the
-    stream redelivers after it was in fact inserted is skipped."""
+    stream redelivers after it was in fact inserted is skipped.
+
+    A subject's rows are found per key epoch: ``account_pseudonym = p AND at`` within the epoch's
+    range (``(account_pseudonym, at)``, migration 0004); a row's ``key_epoch`` is the epoch of its
+    ``at``, so ``key_epoch`` needs no index of its own."""
 
     __tablename__ = "search_event"
-    __table_args__ = (UniqueConstraint("event_id", "at", name="uq_search_event_event_id_at"),)
+    __table_args__ = (
+        UniqueConstraint("event_id", "at", name="uq_search_event_event_id_at"),
+        Index("ix_search_event_account_pseudonym_at", "account_pseudonym", "at"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     event_id: str = Field(max_length=32)  # random, assigned when the event is recorded
 
@@ -62,6 +69,23 @@ class LegalHold(SearchLogModel, table=True):
     key_epoch: str = Field(max_length=16, primary_key=True)
     account_pseudonym: str = Field(max_length=64, primary_key=True)
     created_at: int
+
+
+class SearchDailyCount(SearchLogModel, table=True):
+    """Daily rollups for the admin statistics: how many events of a UTC day (``day``: the
+    day's start, epoch seconds) had ``value`` in ``dimension`` (make, model_year, ...).
+
+    ``value`` is the JSON text of the row's value (``"Honda"``, ``2003``, ``null``): lossless,
+    typed, and never NULL, so it can be part of the key. Kept up to date by the writer in the
+    insert's own transaction (only rows actually inserted count), backfilled by migration 0004.
+    No pseudonym, no account, no combination of dimensions: kept when rows are erased or purged
+    (docs/searchlog.md, data map)."""
+
+    __tablename__ = "search_daily_count"
+    dimension: str = Field(max_length=16, primary_key=True)
+    day: int = Field(primary_key=True)
+    value: str = Field(primary_key=True)
+    count: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class SearchEventPublic(SearchEventBase):

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 from gateway.config import Settings
 
-GROUP = "searchlog-writers"  # the stream's consumer group
-BLOCK_MS = 1000  # a consumer's blocking XREADGROUP
+GROUP = "searchlog-writers"  # every shard's consumer group
+BLOCK_MS = 1000  # a consumer's blocking XREADGROUP (on one shard, when every shard was empty)
+REFRESH_SHARDS_S = 5.0  # a consumer re-reads which shards exist (another N, the legacy stream)
 RETRY_START_S = 0.1  # first backoff after a failed XADD or insert (then doubled)
 MAX_BACKOFF_S = 10.0  # backoff ceiling of retries while Redis or the database is down
 STOP_TASKS_S = 1.0  # how long stop() waits for cancelled loops before it flushes regardless
@@ -32,7 +33,9 @@ class SearchLogOptions:
     flush_interval_s: float  # embedded: the outbox writes to the database this often
     ship_interval_s: float  # Redis: buffering before one pipelined XADD batch
     consumer: bool  # Redis: run a stream consumer in this process
-    stream: str
+    stream: str  # the shards' common prefix
+    shards: int  # N: events go to <stream>:{0} .. <stream>:{N-1}, by account
+    tombstone_ttl_s: float  # an erasure's tombstone outlives any event still queued for it
     claim_idle_s: float  # pending entries idle this long are taken over
     retention_days: int  # floor: rows are kept at least this long
     grace_days: int  # ceiling = floor + grace: rows are gone by then
@@ -48,6 +51,8 @@ class SearchLogOptions:
             ship_interval_s=settings.searchlog_ship_interval_ms / 1000,
             consumer=settings.searchlog_consumer,
             stream=settings.searchlog_stream,
+            shards=settings.searchlog_shards,
+            tombstone_ttl_s=settings.searchlog_tombstone_ttl_s,
             claim_idle_s=settings.searchlog_claim_idle_s,
             retention_days=settings.searchlog_retention_days,
             grace_days=settings.searchlog_grace_days,

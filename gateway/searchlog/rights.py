@@ -36,12 +36,16 @@ class RightsAndRetention:
         keyring: KeyRing,
         options: SearchLogOptions,
         *,
-        settle: Callable[[], Awaitable[None]],
+        settle: Callable[[str | None], Awaitable[None]],
+        tombstone: Callable[[list[str]], Awaitable[None]] | None = None,
     ) -> None:
         self.db = db
         self.keyring = keyring
         self.o = options
-        self.settle = settle  # makes every event recorded so far visible in the database
+        # makes every event recorded so far (of one account, or of all: None) visible in the
+        # database; ``tombstone``: queued events of these erased pseudonyms must never land
+        self.settle = settle
+        self.tombstone = tombstone
         self.task: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -52,7 +56,7 @@ class RightsAndRetention:
         return self.keyring.all_pseudonyms("account", account_id)
 
     async def rows_for_account(self, account_id: str) -> list[SearchEventPublic]:
-        await self.settle()
+        await self.settle(account_id)
         pseudonyms = self._pseudonyms(account_id)
         async with self.db.session() as session:
             rows = await SearchLogRepository(session).rows_for(pseudonyms)
@@ -61,15 +65,21 @@ class RightsAndRetention:
     async def erase_account(self, account_id: str) -> int:
         """Erase the account's rows, queued ones included (settled first). Rows under legal
         hold stay until the hold is lifted (docs/searchlog.md)."""
-        await self.settle()
+        # the current epoch's pseudonym too, even before its first event (one may be in flight)
+        self.keyring.pseudonym("account", account_id, self.keyring.epoch_of(time.time()))
         pseudonyms = self._pseudonyms(account_id)
         async with self.db.session() as session:
-            repo = SearchLogRepository(session)
-            return await repo.delete_for(pseudonyms, keep=await self._held(repo))
+            held = await self._held(SearchLogRepository(session))
+        if self.tombstone is not None:  # before the flush: no queued event lands after it
+            await self.tombstone([p for e, p in pseudonyms.items() if (e, p) not in held])
+        await self.settle(account_id)
+        async with self.db.session() as session:
+            return await SearchLogRepository(session).delete_for(pseudonyms, keep=held)
 
     async def daily_counts(self, days: int) -> tuple[int, list[dict[str, Any]]]:
-        await self.settle()
-        since = int(time.time()) - days * DAY
+        await self.settle(None)
+        # whole UTC days (the rollups' unit): today and the ``days - 1`` before it
+        since = (int(time.time()) // DAY - days + 1) * DAY
         async with self.db.session() as session:
             return since, await SearchLogRepository(session).daily_counts(since, STATS_FIELDS)
 
@@ -109,18 +119,15 @@ class RightsAndRetention:
             report = await repo.purge(
                 floor_cut=floor_cut, ceiling_cut=ceiling_cut, held=await self._held(repo)
             )
-            live = await repo.epochs_with_rows()
+            # the epochs whose keys may go: those that ended before the floor (from the key
+            # ring, each probed within its own time range: no scan of the table)
+            ended = [e for e in self.keyring.epochs() if epoch_bounds(e)[1] <= floor_cut]
+            live = await repo.epochs_with_rows(ended)
             if repo.partitioned:
                 start = month_start(now)
                 ahead = [start, next_month(start), next_month(next_month(start))]
                 report["created_partitions"] = await repo.ensure_partitions(ahead)
-        destroyed = [
-            epoch
-            for epoch in self.keyring.epochs()
-            if epoch_bounds(epoch)[1] <= floor_cut
-            and epoch not in live
-            and self.keyring.destroy(epoch)
-        ]
+        destroyed = [epoch for epoch in ended if epoch not in live and self.keyring.destroy(epoch)]
         report["destroyed_key_epochs"] = destroyed
         report["floor_cut"], report["ceiling_cut"] = floor_cut, ceiling_cut
         metrics.PURGED.inc(report["deleted"])

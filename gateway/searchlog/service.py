@@ -23,7 +23,7 @@ from gateway.config import Settings
 from gateway.db import Database
 from gateway.exceptions import ServiceUnavailable
 from gateway.searchlog import metrics
-from gateway.searchlog.events import QueryEvent, pseudonymize
+from gateway.searchlog.events import SHARD, QueryEvent, pseudonymize, shard_of
 from gateway.searchlog.models import SearchEventPublic
 from gateway.searchlog.options import (
     BLOCK_MS,
@@ -52,6 +52,7 @@ class SearchLog:
         instance: str,
         options: SearchLogOptions,
         redis_url: str | None = None,
+        redis_cluster: bool = False,
     ) -> None:
         self.db = db
         self.keyring = keyring
@@ -74,7 +75,9 @@ class SearchLog:
                 stream=options.stream,
                 group=GROUP,
                 consumer=consumer_name(instance),
+                shards=options.shards,
                 timeout_s=max(5.0, BLOCK_MS / 1000 + 2),
+                cluster=redis_cluster,
             )
             self.outbox = Outbox(
                 StreamSink(self.stream, options.max_buffer),
@@ -84,7 +87,9 @@ class SearchLog:
                 unavailable="The search-log queue is unavailable",
             )
             self.consumer = StreamConsumer(self.stream, self.writer, options)
-        self.rights = RightsAndRetention(db, keyring, options, settle=self.flush)
+        self.rights = RightsAndRetention(
+            db, keyring, options, settle=self._settle, tombstone=self._tombstone
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings, db: Database) -> SearchLog:
@@ -94,6 +99,7 @@ class SearchLog:
             keyring,
             instance=settings.instance,
             redis_url=settings.redis_url,
+            redis_cluster=settings.redis_cluster,
             options=SearchLogOptions.from_settings(settings),
         )
 
@@ -102,6 +108,8 @@ class SearchLog:
     def record(self, event: QueryEvent, at: float | None = None) -> None:
         """Pseudonymize and buffer one event: no I/O on the request path."""
         row = pseudonymize(event, time.time() if at is None else at, self.keyring, self.instance)
+        if self.stream is not None:  # the account's shard (stripped before the row is stored)
+            row[SHARD] = shard_of(event.account_id, self.o.shards)
         metrics.EVENTS.labels("recorded").inc()
         self.outbox.append(row)
 
@@ -175,8 +183,10 @@ class SearchLog:
 
     # --- making what was recorded visible -----------------------------------------------------
 
-    async def flush(self, timeout_s: float | None = None) -> None:
-        """Make every event recorded so far (by any worker) visible in the database.
+    async def flush(self, timeout_s: float | None = None, *, account_id: str | None = None) -> None:
+        """Make every event recorded so far (by any worker) visible in the database; with
+        ``account_id``, every event of that account (only its shard of the stream is drained,
+        so other accounts' backlog does not hold the request up).
 
         What it waits for, in order, each a condition and none a guess:
 
@@ -189,7 +199,7 @@ class SearchLog:
            what it had recorded before the call (100 ms by default; not covered: a worker
            that cannot reach Redis);
         3. the stream drained up to its newest entry at that moment, entries other consumers
-           hold included (``StreamConsumer.drain``).
+           hold included (``StreamConsumer.drain``): every shard, or the account's.
 
         Raises ``ServiceUnavailable`` when that cannot be done in time (the database or Redis is
         down): a data-subject request must not answer from a log that is still being written.
@@ -205,9 +215,26 @@ class SearchLog:
         if (wait := peers_shipped - time.monotonic()) > 0:
             await asyncio.sleep(wait)
         try:
-            await self.consumer.drain(deadline)
+            keys = None
+            if account_id is not None and self.stream is not None:
+                await self.stream.refresh()
+                keys = self.stream.account_keys(account_id)
+            await self.consumer.drain(deadline, keys)
         except ServiceUnavailable:
             raise
+        except Exception as exc:
+            raise ServiceUnavailable("The search-log queue is unavailable") from exc
+
+    async def _settle(self, account_id: str | None) -> None:
+        """What export and erasure (an account), or the statistics (None) wait for."""
+        await self.flush(account_id=account_id)
+
+    async def _tombstone(self, pseudonyms: list[str]) -> None:
+        """Erasure: consumers must drop the events still queued for these pseudonyms."""
+        if self.stream is None:
+            return  # embedded: nothing is queued outside this process's outbox
+        try:
+            await self.stream.tombstone(pseudonyms, time.time(), self.o.tombstone_ttl_s)
         except Exception as exc:
             raise ServiceUnavailable("The search-log queue is unavailable") from exc
 

@@ -93,15 +93,20 @@ class Api:
 def settings_for(
     mode: str, request: pytest.FixtureRequest, tmp_path: Path, **overrides: Any
 ) -> Settings:
-    """Embedded defaults, or real Redis + PostgreSQL ("services"), plus overrides."""
+    """Embedded defaults, or real Redis + PostgreSQL ("services"; "cluster": a real 3-master
+    Redis Cluster of the test session instead of one Redis), plus overrides."""
     if mode == "embedded":
         return embedded_settings(tmp_path, **overrides)
     accounts_url, log_url = request.getfixturevalue("postgres_urls")
+    if mode == "cluster":
+        overrides = {"redis_cluster": True, **overrides}
     return Settings(
         _env_file=None,
         data_dir=tmp_path,
         **{
-            "redis_url": request.getfixturevalue("redis_url"),
+            "redis_url": request.getfixturevalue(
+                "redis_cluster_url" if mode == "cluster" else "redis_url"
+            ),
             "database_url": accounts_url,
             "log_database_url": log_url,
             "migrate_on_start": True,

@@ -253,3 +253,19 @@ async def test_access_token_expiry(api: Api) -> None:
         401,
         "invalid_token",
     )
+
+
+async def test_timestamps_carry_their_utc_offset_on_both_databases(api: Api) -> None:
+    """RFC 3339 as docs/api.md promises: SQLite used to give them back without an offset."""
+    from datetime import datetime
+
+    acct = await api.register()
+    r = await api.client.post("/v1/api-keys", json={"name": "ci"}, headers=acct.auth)
+    assert r.status_code == 201, r.text
+    stamps = [
+        (await api.client.get("/v1/me", headers=acct.auth)).json()["created_at"],
+        (await api.client.get("/v1/api-keys", headers=acct.auth)).json()[0]["created_at"],
+    ]
+    for stamp in stamps:
+        parsed = datetime.fromisoformat(stamp)
+        assert parsed.utcoffset() is not None and parsed.utcoffset().total_seconds() == 0, stamp

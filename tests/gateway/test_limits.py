@@ -21,6 +21,9 @@ from tests.gateway.procs import FAST_ENV, free_port, running, workshop
 from tests.gateway.test_accounts import problem
 
 MODES = ["embedded", "services"]
+# the tests whose Redis semantics (scripts, TTLs, per-account and per-IP keys) also run on a
+# 3-master Redis Cluster
+WITH_CLUSTER = [*MODES, "cluster"]
 
 
 def fix(vin: str) -> str:
@@ -81,7 +84,7 @@ async def until_blocked(api: Api, acct: Account, vins: list[str], send=None) -> 
     return len(vins) + 1, {}
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", WITH_CLUSTER)
 async def test_sequential_scraper_stopped_within_20(
     mode: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -115,7 +118,7 @@ async def test_invalid_vin_guesser_stopped_within_30(
         assert body["code"] == "suspicious_usage_blocked" and body["policy"] == "guessing"
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", WITH_CLUSTER)
 async def test_attestation_forger_stopped_within_30(
     mode: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -137,7 +140,7 @@ async def test_attestation_forger_stopped_within_30(
         problem(await api.lookup(acct, "JH4DC4340RS003205"), 429, "suspicious_usage_blocked")
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", WITH_CLUSTER)
 async def test_concurrent_flood_is_limited(
     mode: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -227,7 +230,7 @@ async def test_allow_list_exempts_from_suspicious_usage(
         assert sent == 16  # never refused
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", WITH_CLUSTER)
 async def test_escalation_and_manual_unblock(
     mode: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -268,7 +271,7 @@ async def test_ratelimit_fields_on_authenticated_answers(
             assert r.headers["RateLimit"].startswith('"vin";r=')
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", WITH_CLUSTER)
 async def test_credential_stuffing_limited_per_ip(
     mode: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

@@ -24,6 +24,7 @@ from tests.gateway.procs import free_port
 from tests.gateway.test_accounts import problem
 
 MODES = ["embedded", "services"]
+WITH_CLUSTER = [*MODES, "cluster"]  # on a 3-master Redis Cluster too
 WRONG = "not the password 1"
 #: small numbers: 3 free failures (unfamiliar networks), 6 (known), waits 1 s doubling to 8 s
 SMALL = {
@@ -92,7 +93,7 @@ def throttle_problem(r: httpx.Response) -> tuple[int, dict[str, Any]]:
     return int(r.headers["Retry-After"]), body
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", WITH_CLUSTER)
 async def test_guesses_from_many_networks_wait_longer_and_longer(
     mode: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -190,7 +191,7 @@ async def test_known_networks_have_their_own_larger_budget(
         assert (await login(api, holder.email, PASSWORD, hotel)).status_code == 200
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", WITH_CLUSTER)
 async def test_the_per_network_limit_still_works(
     mode: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -230,7 +231,7 @@ async def _everything_in(redis: Any) -> list[bytes]:
     return found
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", WITH_CLUSTER)
 async def test_redis_holds_no_email_and_no_address(
     mode: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

@@ -242,6 +242,7 @@ async def test_hs256_forgery_with_public_key_is_refused(api: Api) -> None:
     problem(r, 403, "attestation_algorithm_not_allowed")
 
 
+@pytest.mark.parametrize("api", ["embedded", "services", "cluster"], indirect=True)
 async def test_replay_is_refused(api: Api) -> None:
     acct = await api.workshop()
     headers = api.attest(acct, VIN)

@@ -117,7 +117,10 @@ async def logs(
     for db in made.dbs:
         await db.dispose()
     client = aioredis.Redis.from_url(redis_url)
-    await client.delete(stream_name)
+    # the stream, its shards ":{n}", the ":shards" set and the ":erased" tombstones
+    leftovers = [key async for key in client.scan_iter(match=stream_name + "*")]
+    if leftovers:
+        await client.delete(*leftovers)
     await client.aclose()
 
 

@@ -108,7 +108,7 @@ async def test_nothing_identifying_leaks(
         assert value not in accounts_store, "a VIN or raw token found in the accounts store"
 
     # the log store cannot be joined to the accounts store
-    known = {"search_event", "legal_hold", "alembic_version_searchlog"}
+    known = {"search_event", "search_daily_count", "legal_hold", "alembic_version_searchlog"}
     assert all(t in known or t.startswith("search_event_p") for t in log_tables), log_tables
     assert log_fks == []
     for account_id in account_ids:

@@ -76,6 +76,7 @@ def test_services_sigterm_ships_the_buffer_and_the_writer_drains_it(
         "VINGW_LOG_DATABASE_URL": log_url,
         "VINGW_MIGRATE_ON_START": "true",
         "VINGW_SEARCHLOG_STREAM": stream_name,
+        "VINGW_SEARCHLOG_SHARDS": "1",  # one stream, named as the setting (test_shards.py: N)
         "VINGW_SEARCHLOG_CONSUMER": "false",  # a separate searchlog-writer consumes
         "VINGW_SEARCHLOG_SHIP_INTERVAL_MS": "3600000",  # ship only at shutdown
     }

@@ -23,7 +23,7 @@ GROUP = "searchlog-writers"
 
 
 async def test_events_go_through_the_stream_in_batches(logs: Logs) -> None:
-    log = logs.new()
+    log = logs.new(searchlog_shards=1)  # one stream, named as the setting (test_shards.py: N)
     await log.start()
     for i in range(120):
         log.record(event(f"acct-{i % 7}"))
@@ -40,7 +40,7 @@ async def test_events_go_through_the_stream_in_batches(logs: Logs) -> None:
 
 
 async def test_a_writer_that_died_after_reading_loses_nothing(logs: Logs) -> None:
-    producer = logs.new(searchlog_consumer=False)
+    producer = logs.new(searchlog_consumer=False, searchlog_shards=1)
     for i in range(40):
         producer.record(event(f"acct-{i}"))
     await producer.start()
@@ -53,7 +53,7 @@ async def test_a_writer_that_died_after_reading_loses_nothing(logs: Logs) -> Non
         assert len(read[0][1]) == 40
         assert (await r.xpending(logs.stream, GROUP))["pending"] == 40
         assert await logs.count() == 0
-        writer = logs.new(searchlog_claim_idle_s=0.2)
+        writer = logs.new(searchlog_claim_idle_s=0.2, searchlog_shards=1)
         await writer.start()
         await eventually(lambda: _eq(logs.count(), 40), "the pending entries were taken over")
         await eventually(
@@ -64,7 +64,7 @@ async def test_a_writer_that_died_after_reading_loses_nothing(logs: Logs) -> Non
 
 
 async def test_redelivered_entries_are_inserted_once(logs: Logs) -> None:
-    producer = logs.new(searchlog_consumer=False)
+    producer = logs.new(searchlog_consumer=False, searchlog_shards=1)
     for i in range(30):
         producer.record(event(f"acct-{i}"))
     await producer.start()
@@ -81,7 +81,7 @@ async def test_redelivered_entries_are_inserted_once(logs: Logs) -> None:
         finally:
             await db.dispose()
         assert await logs.count() == 20
-        writer = logs.new(searchlog_claim_idle_s=0.2)
+        writer = logs.new(searchlog_claim_idle_s=0.2, searchlog_shards=1)
         await writer.start()
         await eventually(lambda: _eq(_pending(r, logs.stream), 0), "all entries redelivered")
         assert await logs.count() == 30  # not 50: the unique event id skipped the 20
@@ -100,7 +100,7 @@ async def test_database_down_for_a_while_loses_nothing(
     r = aioredis.Redis.from_url(redis_url)
     caplog.set_level(logging.WARNING, logger="vin_gateway.searchlog")
     failures_before = metric("vingw_searchlog_failures_total", stage="database")
-    log = logs.new(searchlog_batch_size=10)
+    log = logs.new(searchlog_batch_size=10, searchlog_shards=1)
     try:
         await log.start()
         with psycopg.connect(admin, autocommit=True) as c:  # the log database goes away
