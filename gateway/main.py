@@ -315,8 +315,11 @@ def create_app(settings: Settings | None = None, *, vin_dispatch: bool = True) -
         ready: dict[str, Any] = {"status": "ready", "checks": checks}
         durability = state.redis_durability  # the start-up check (docs/deploy.md "Redis")
         if durability is not None and (durability.problems() or durability.warnings()):
-            # ready all the same (VINGW_REDIS_REQUIRE_DURABLE=true refuses to start instead)
-            ready["warnings"] = [*durability.problems(), *durability.warnings()]
+            # ready all the same (VINGW_REDIS_REQUIRE_DURABLE=true refuses to start instead);
+            # a code only: this endpoint is public, the details are in the log and the metric
+            ready["warnings"] = [
+                "redis_not_durable" if durability.problems() else "redis_durability_degraded"
+            ]
         return ready
 
     if settings.metrics_enabled:

@@ -126,6 +126,16 @@ def test_nginx_overwrites_the_forwarded_headers() -> None:
     assert "non_idempotent" not in NGINX_DIRECTIVES
 
 
+def test_nginx_logs_no_path_and_no_client_address() -> None:
+    """A path can carry anything a client puts there (a VIN, a key); nginx's error lines name
+    the client's address and the request line, so only critical ones are written."""
+    log_format = re.search(r"log_format scrubbed ([^;]+);", NGINX_DIRECTIVES)
+    assert log_format is not None
+    leaking = r"\$(uri|request|request_uri|document_uri|remote_addr|args|http_\w+)\b"
+    assert re.search(leaking, log_format.group(1)) is None, log_format.group(1)
+    assert re.search(r"error_log \S+ (crit|alert|emerg);", NGINX_DIRECTIVES)
+
+
 def test_nginx_accepts_the_configuration(tmp_path: Path) -> None:
     nginx = shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin")
     if nginx is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import string
 from collections.abc import Awaitable, Callable
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from prometheus_client import Counter
 from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
 
@@ -34,10 +36,15 @@ from gateway.accounts.throttle import LoginThrottle
 from gateway.config import Settings
 from gateway.db import Database
 from gateway.exceptions import InvalidRequest, NotFound
-from gateway.limits.exceptions import LimiterUnavailable
 from gateway.security import jws
 from gateway.security.passwords import Passwords, password_problems
 from gateway.security.tokens import new_api_key
+
+log = logging.getLogger("vin_gateway.accounts")
+ERASURE_REDIS_FAILURES = Counter(
+    "vingw_erasure_redis_failures_total",
+    "Erasures whose Redis keys (limiter, replay records, login throttle) were left to expire",
+)
 
 _ID_ALPHABET = string.ascii_letters + string.digits
 K = TypeVar("K", ApiKey, AttestationKey)
@@ -217,29 +224,35 @@ class AccountService:
         return account
 
     async def delete(self, account_id: str) -> None:
-        """Erase the account: its Redis keys first (limiter, login throttle), so a Redis
-        failure leaves an account the holder can delete again (503 ``limiter_unavailable``),
-        then its rows."""
+        """Erase the account: its rows first (its credentials stop working everywhere at
+        once: the deletion is published to every worker's cache), then its Redis keys
+        (limiter, replay records, login throttle).
+
+        In that order a blocked account cannot come out unblocked: were the keys deleted
+        first and the rows' deletion then failed, the account would live on with its block,
+        strikes and replay records gone. A Redis failure after the rows are gone is logged and
+        counted; the keys hold no VIN and expire on their own TTLs."""
         async with self.db.session() as session:
             repo = AccountRepository(session)
             account = await repo.get(account_id)
             key_ids = [key.id for key in await repo.api_keys(account_id)]  # revoked ones too
-        if account is not None:
-            try:
-                if self.forget_limits is not None:
-                    await self.forget_limits(account_id, key_ids)
-                if self.login_throttle is not None:
-                    await self.login_throttle.forget(account.email.strip().lower())
-            except RedisError as exc:
-                raise LimiterUnavailable(
-                    "The account's rate-limit state could not be erased; try again shortly",
-                    headers={"Retry-After": "1"},
-                ) from exc
-        async with self.db.session() as session:
-            repo = AccountRepository(session)
             await repo.delete_account(account_id)
             await repo.commit()
         await self._changed(account_id, "account_deleted")
+        if account is None:
+            return
+        try:
+            if self.forget_limits is not None:
+                await self.forget_limits(account_id, key_ids)
+            if self.login_throttle is not None:
+                await self.login_throttle.forget(account.email.strip().lower())
+        except RedisError as exc:
+            ERASURE_REDIS_FAILURES.inc()
+            log.warning(
+                "erasure: the account's Redis keys were not deleted (%s); they expire on "
+                "their TTLs",
+                type(exc).__name__,
+            )
 
     async def export(self, account_id: str) -> dict[str, Any]:
         async with self.db.session() as session:

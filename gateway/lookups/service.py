@@ -12,9 +12,10 @@ inside ``_recorded``, the one place that sees every outcome. The order, and why:
    attestation).
 3. **attestation**: the signed declaration that the caller owns the vehicle or holds the owner's
    authorization. Checked before the VIN is decoded because it binds the body's VIN
-   (``vin_sha256``) and is the legal basis of the query. (``issue_attestation`` has no
-   attestation: it checks the declaration it is about to sign instead, after the VIN and
-   before admission, so a refused declaration is a signal too.)
+   (``vin_sha256``) and is the legal basis of the query. The VIN is normalized just before
+   it, so a VIN outside printable ASCII is ``invalid_vin`` already here (nothing to bind).
+   (``issue_attestation`` has no attestation: it checks the declaration it is about to sign
+   instead, after the VIN and before admission, so a refused declaration is a signal too.)
 4. **VIN**: normalized, validated and decoded with ``vin``; every problem is reported at once.
 5. **admission**: ONE Redis round trip (``admit.lua``) claims the attestation's ``jti`` (replay)
    and decides block, flood, guessing score, distinct VINs and serial walks together; its

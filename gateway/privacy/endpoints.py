@@ -17,7 +17,6 @@ from gateway.accounts.exceptions import EmailTaken, WeakPassword
 from gateway.accounts.models import AccountPublic, AccountUpdate
 from gateway.deps import CurrentAccount, StateDep
 from gateway.exceptions import InvalidRequest, NotFound, ServiceUnavailable
-from gateway.limits.exceptions import LimiterUnavailable
 from gateway.openapi import declares
 
 router = APIRouter(prefix="/v1", tags=["privacy"])
@@ -56,7 +55,7 @@ async def correct_me(
 
 @router.delete("/me", status_code=204)
 # the search log must be flushed, and the account's Redis keys deleted, before the erasure
-@declares(ServiceUnavailable, LimiterUnavailable)
+@declares(ServiceUnavailable)
 async def cancel_me(account: CurrentAccount, state: StateDep) -> Response:
     """Cancel the account: its search-log rows (queued ones flushed first) are erased, then its
     limiter and login-throttle keys in Redis, then the account itself. Rows under a legal hold

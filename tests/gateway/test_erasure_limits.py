@@ -29,7 +29,7 @@ def of_account(keys: set[str], account_id: str) -> set[str]:
     return {k for k in keys if k.startswith("vl:{" + account_id + "}")}
 
 
-@pytest.mark.parametrize("mode", ["embedded", "services"])
+@pytest.mark.parametrize("mode", ["embedded", "services", "cluster"])
 async def test_erasure_deletes_the_accounts_redis_keys(
     mode: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

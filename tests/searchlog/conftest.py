@@ -1,5 +1,9 @@
 """Search-log fixtures: a fresh log database per test (SQLite file, or a PostgreSQL database of
-its own so row counts are exact), a Redis stream of its own, and SearchLog factories."""
+its own so row counts are exact), a Redis stream of its own, and SearchLog factories.
+
+``logs`` runs on one Redis; ``@pytest.mark.parametrize("logs", ON_CLUSTER, indirect=True)``
+runs a test on the 3-master Redis Cluster of the test session as well (``Logs.client()`` is
+then a ``RedisCluster``, each key routed to its slot's master)."""
 
 from __future__ import annotations
 
@@ -11,11 +15,11 @@ from typing import Any
 
 import psycopg
 import pytest
-import redis.asyncio as aioredis
 from sqlalchemy.engine import make_url
 
 from gateway.config import Settings
 from gateway.db import Database, migrate
+from gateway.kv import make_client
 from gateway.searchlog.pseudonym import KeyRing
 from gateway.searchlog.repository import SearchLogRepository
 from gateway.searchlog.service import QueryEvent, SearchLog, SearchLogOptions
@@ -60,6 +64,10 @@ def stream_name() -> str:
     return f"vingw:test:searchlog:{secrets.token_hex(4)}"
 
 
+#: ``logs`` on one Redis and on the Redis Cluster (``parametrize("logs", ..., indirect=True)``)
+ON_CLUSTER = ["redis", "cluster"]
+
+
 @dataclass
 class Logs:
     """Builds SearchLogs that share one database, key file and stream; stops them at the end."""
@@ -68,6 +76,7 @@ class Logs:
     keys: Path
     redis_url: str | None
     stream: str
+    cluster: bool = False  # redis_url names a node of a Redis Cluster
     made: list[SearchLog] = field(default_factory=list)
     dbs: list[Database] = field(default_factory=list)
 
@@ -91,10 +100,16 @@ class Logs:
             KeyRing(self.keys, settings.pseudonym_epoch),
             instance=settings.instance,
             redis_url=self.redis_url if redis else None,
+            redis_cluster=self.cluster,
             options=SearchLogOptions.from_settings(settings),
         )
         self.made.append(log)
         return log
+
+    def client(self) -> Any:  # a Kv (its two kinds' stubs type stream replies apart)
+        """A client of this test's Redis (a cluster client on the cluster); close it."""
+        assert self.redis_url is not None
+        return make_client(self.redis_url, timeout_s=10, cluster=self.cluster)
 
     async def count(self) -> int:
         db = Database(self.url)
@@ -109,14 +124,15 @@ class Logs:
 async def logs(
     log_url: str, tmp_path: Path, request: pytest.FixtureRequest, stream_name: str
 ) -> AsyncIterator[Logs]:
-    redis_url = request.getfixturevalue("redis_url")
-    made = Logs(log_url, tmp_path / "keys.json", redis_url, stream_name)
+    cluster = getattr(request, "param", "redis") == "cluster"
+    redis_url = request.getfixturevalue("redis_cluster_url" if cluster else "redis_url")
+    made = Logs(log_url, tmp_path / "keys.json", redis_url, stream_name, cluster)
     yield made
     for log in made.made:
         await log.stop(timeout_s=2)
     for db in made.dbs:
         await db.dispose()
-    client = aioredis.Redis.from_url(redis_url)
+    client = made.client()  # on a cluster: SCAN on every master, DEL split by slot
     # the stream, its shards ":{n}", the ":shards" set and the ":erased" tombstones
     leftovers = [key async for key in client.scan_iter(match=stream_name + "*")]
     if leftovers:

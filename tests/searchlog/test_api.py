@@ -1,5 +1,6 @@
 """Data-subject rights and admin views of the search log through the HTTP API, on embedded
-defaults and on Redis + PostgreSQL, with events deliberately still queued when asked."""
+defaults, on Redis + PostgreSQL and on a Redis Cluster + PostgreSQL, with events deliberately
+still queued when asked."""
 
 from __future__ import annotations
 
@@ -28,11 +29,13 @@ def queue_holding(mode: str) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(params=["embedded", "services"])
+@pytest.fixture(params=["embedded", "services", "cluster"])
 async def gw(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
+    """The gateway on embedded defaults, on Redis + PostgreSQL, and on a 3-master Redis
+    Cluster + PostgreSQL (the queue's shards on different masters)."""
     mode = request.param
     overrides = queue_holding(mode)
-    if mode == "services":
+    if mode != "embedded":
         overrides["log_database_url"] = request.getfixturevalue("fresh_postgres")()
         overrides["searchlog_stream"] = f"vingw:test:searchlog:{secrets.token_hex(4)}"
     async with serving(settings_for(mode, request, tmp_path, **overrides), mode) as api:

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from gateway.exceptions import ServiceUnavailable
-from tests.searchlog.conftest import Logs, event
+from tests.searchlog.conftest import ON_CLUSTER, Logs, event
 
 pytestmark = pytest.mark.redis
 
 
+@pytest.mark.parametrize("logs", ON_CLUSTER, indirect=True)
 async def test_flush_waits_for_the_running_shipper_not_its_interval(logs: Logs) -> None:
     log = logs.new(searchlog_ship_interval_ms=3_600_000, searchlog_consumer=False)
     await log.start()
@@ -29,6 +30,7 @@ async def test_flush_waits_for_the_running_shipper_not_its_interval(logs: Logs) 
     assert time.monotonic() - started < 5
 
 
+@pytest.mark.parametrize("logs", ON_CLUSTER, indirect=True)
 async def test_events_another_worker_recorded_just_before_are_included(logs: Logs) -> None:
     """Another worker's shipper holds events for one ship interval: flush waits that once."""
     log = logs.new(searchlog_ship_interval_ms=300)
@@ -59,6 +61,7 @@ async def test_flush_answers_503_when_the_shipper_fails(tmp_path: Path) -> None:
             await db.dispose()
 
 
+@pytest.mark.parametrize("logs", ON_CLUSTER, indirect=True)
 async def test_stop_ends_every_task_it_started(logs: Logs) -> None:
     log = logs.new(searchlog_purge_interval_s=3600)
     await log.start()

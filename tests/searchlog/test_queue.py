@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from gateway.db import Database, migrate
 from gateway.searchlog.repository import SearchLogRepository
-from tests.searchlog.conftest import Logs, conninfo, event
+from tests.searchlog.conftest import ON_CLUSTER, Logs, conninfo, event
 from tests.searchlog.helpers import eventually, metric
 
 pytestmark = pytest.mark.redis
@@ -22,6 +22,7 @@ pytestmark = pytest.mark.redis
 GROUP = "searchlog-writers"
 
 
+@pytest.mark.parametrize("logs", ON_CLUSTER, indirect=True)
 async def test_events_go_through_the_stream_in_batches(logs: Logs) -> None:
     log = logs.new(searchlog_shards=1)  # one stream, named as the setting (test_shards.py: N)
     await log.start()
@@ -30,7 +31,7 @@ async def test_events_go_through_the_stream_in_batches(logs: Logs) -> None:
     # record() only buffered: the buffer is shipped by the background task, then consumed
     assert log.pending == 120
     await eventually(lambda: _eq(logs.count(), 120), "all 120 events inserted")
-    r = aioredis.Redis.from_url(logs.redis_url)  # type: ignore[arg-type]
+    r = logs.client()
     try:
         await eventually(lambda: _eq(r.xlen(logs.stream), 0), "acknowledged entries deleted")
         assert (await r.xpending(logs.stream, GROUP))["pending"] == 0
@@ -39,13 +40,14 @@ async def test_events_go_through_the_stream_in_batches(logs: Logs) -> None:
     assert log.pending == 0
 
 
+@pytest.mark.parametrize("logs", ON_CLUSTER, indirect=True)
 async def test_a_writer_that_died_after_reading_loses_nothing(logs: Logs) -> None:
     producer = logs.new(searchlog_consumer=False, searchlog_shards=1)
     for i in range(40):
         producer.record(event(f"acct-{i}"))
     await producer.start()
     await producer.stop()  # SIGTERM of a worker without a consumer: its buffer is in the stream
-    r = aioredis.Redis.from_url(logs.redis_url)  # type: ignore[arg-type]
+    r = logs.client()
     try:
         assert await r.xlen(logs.stream) == 40
         # a writer reads every entry, then dies before inserting (nothing acknowledged)
@@ -63,13 +65,14 @@ async def test_a_writer_that_died_after_reading_loses_nothing(logs: Logs) -> Non
         await r.aclose()
 
 
+@pytest.mark.parametrize("logs", ON_CLUSTER, indirect=True)
 async def test_redelivered_entries_are_inserted_once(logs: Logs) -> None:
     producer = logs.new(searchlog_consumer=False, searchlog_shards=1)
     for i in range(30):
         producer.record(event(f"acct-{i}"))
     await producer.start()
     await producer.stop()
-    r = aioredis.Redis.from_url(logs.redis_url)  # type: ignore[arg-type]
+    r = logs.client()
     try:
         read = await r.xreadgroup(GROUP, "dead-writer", {logs.stream: ">"}, count=100)
         rows = [orjson.loads(fields[b"e"]) for _, fields in read[0][1]]
@@ -183,6 +186,7 @@ async def _pending(r, stream: str) -> int:  # type: ignore[no-untyped-def]
     return int((await r.xpending(stream, GROUP))["pending"])
 
 
+@pytest.mark.parametrize("logs", ON_CLUSTER, indirect=True)
 async def test_export_drains_a_busy_stream_without_waiting_for_it_to_go_quiet(
     logs: Logs,
 ) -> None:
