@@ -17,6 +17,7 @@ import base64
 import hashlib
 import hmac
 import re
+import string
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +74,8 @@ def b64url_encode(data: bytes) -> str:
 
 _B64URL_RE = re.compile(r"[A-Za-z0-9_-]+")
 _B64URL_INDEX = {
-    c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+    c: i
+    for i, c in enumerate(string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_")
 }
 
 
