@@ -542,6 +542,20 @@ class BlockedRetries:
     def retry_pause(self) -> None:
         time.sleep(self.environment.parsed_options.abuser_retry_s)  # type: ignore[attr-defined]
 
+    def never_blocked(self, report: dict[str, Any], who: str, after: str) -> None:
+        """The limiter let this abuser go on past its budget: a failed CHECK, and stop."""
+        report["not_blocked"] += 1
+        events.request.fire(
+            request_type="CHECK",
+            name=f"{who} blocked",
+            response_time=0,
+            response_length=0,
+            exception=AssertionError(f"still answered after {after}"),
+            context={},
+        )
+        self.done = True
+        self.block_ends = float("inf")
+
     def judge_retry(self, resp: Any, report: dict[str, Any]) -> None:
         """A retry after the block: still refused, or answered only once the block is over."""
         code = problem_code(resp)
@@ -600,17 +614,7 @@ class ScraperUser(BlockedRetries, AttestingUser):
             else:
                 resp.failure(f"{resp.status_code} {code}")
         if self.walked >= self.environment.parsed_options.scraper_max_walk:
-            SCRAPER_REPORT["not_blocked"] += 1
-            events.request.fire(
-                request_type="CHECK",
-                name="scraper blocked",
-                response_time=0,
-                response_length=0,
-                exception=AssertionError(f"still answered after {self.walked} serials"),
-                context={},
-            )
-            self.done = True
-            self.block_ends = float("inf")
+            self.never_blocked(SCRAPER_REPORT, "scraper", f"{self.walked} serials")
         return None
 
     def still_blocked(self) -> None:
@@ -670,17 +674,7 @@ class VinGuesserUser(BlockedRetries, AttestingUser):
             else:
                 resp.failure(f"{resp.status_code} {code}")
         if self.tries >= self.environment.parsed_options.guesser_max_tries:
-            GUESSER_REPORT["not_blocked"] += 1
-            events.request.fire(
-                request_type="CHECK",
-                name="vin guesser blocked",
-                response_time=0,
-                response_length=0,
-                exception=AssertionError(f"still answered after {self.tries} invalid VINs"),
-                context={},
-            )
-            self.done = True
-            self.block_ends = float("inf")
+            self.never_blocked(GUESSER_REPORT, "vin guesser", f"{self.tries} invalid VINs")
         return None
 
     def still_blocked(self) -> None:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import logging
 import math
 import time
@@ -45,6 +44,7 @@ from redis.exceptions import RedisError
 from gateway.accounts.exceptions import LoginThrottled
 from gateway.config import Settings
 from gateway.limits.exceptions import LimiterUnavailable
+from gateway.netaddr import network_of
 
 log = logging.getLogger("vin_gateway.accounts")
 
@@ -105,21 +105,6 @@ redis.call('HSET', budget, 'n', n, 't', now, 'until', now + delay)
 redis.call('PEXPIRE', budget, math.ceil(window + cap))
 return {flag, 0, n}
 """
-
-
-def network_of(ip: str | None) -> str | None:
-    """The unit of a known network: IPv4 /24, IPv6 /48 (as the search log truncates
-    addresses; an IPv4-mapped IPv6 address is its IPv4). None without a usable address."""
-    if not ip:
-        return None
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return None
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-        addr = addr.ipv4_mapped
-    prefix = 24 if addr.version == 4 else 48
-    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
 
 
 @dataclass(frozen=True, slots=True)

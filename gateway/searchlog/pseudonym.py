@@ -14,12 +14,13 @@ import base64
 import fcntl
 import hashlib
 import hmac
-import ipaddress
 import json
 import os
 import secrets
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+
+from gateway.netaddr import network_of
 
 DOMAINS = ("account", "vin", "owner_ref", "jti")
 EPOCH_KINDS = ("month", "week", "day")
@@ -156,21 +157,8 @@ class KeyRing:
         return existed
 
 
-def truncate_ip(ip: str | None) -> str | None:
-    """IPv4 to its /24, IPv6 to its /48; anything unparsable is dropped."""
-    if not ip:
-        return None
-    parts = ip.split(".")
-    if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts):
-        return f"{int(parts[0])}.{int(parts[1])}.{int(parts[2])}.0/24"  # the common case, fast
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return None
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-        addr = addr.ipv4_mapped
-    prefix = 24 if addr.version == 4 else 48
-    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
+#: IPv4 to its /24, IPv6 to its /48; anything unparsable is dropped (``gateway.netaddr``).
+truncate_ip = network_of
 
 
 _UA_FAMILIES = (
