@@ -61,6 +61,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
+from loadtests.docs_section import load_average, replace_section  # noqa: E402
 from loadtests.public_vins import PUBLIC_VINS  # noqa: E402
 from tests.gateway import signing  # noqa: E402
 from tests.gateway.procs import BIN, running, workshop  # noqa: E402
@@ -787,14 +788,7 @@ def write_docs(path: Path, results: dict[int, CellResult], args: argparse.Namesp
     md.append("Targets: " + ("all met." if not failed else "missed:"))
     md.extend(f"- {f}" for f in failed)
     md += ["", END]
-    text = path.read_text() if path.exists() else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        text = head + "\n".join(md) + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(md) + "\n"
-    path.write_text(text)
+    replace_section(path, BEGIN, END, md)
 
 
 # ---------------------------------------------------------------- main
@@ -868,7 +862,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.started = datetime.now(UTC)
     args.command = shlex.join([".venv/bin/python", "loadtests/bench_lookup.py", *sys.argv[1:]])
-    args.load_before = "/".join(f"{x:.2f}" for x in os.getloadavg())
+    args.load_before = load_average()
     args.results = {}
     info = machine()
     print(f"bench_lookup: cells {','.join(str(c.number) for c in args.cell_list)}; "
@@ -890,7 +884,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     args.wall = time.monotonic() - t0
-    args.load_after = "/".join(f"{x:.2f}" for x in os.getloadavg())
+    args.load_after = load_average()
     results = dict(sorted(args.results.items()))
     failed = failures(results)
     print(f"\nload average before {args.load_before}, after {args.load_after}; "

@@ -55,6 +55,7 @@ from gateway.db import Database, migrate  # noqa: E402
 from gateway.searchlog.models import SearchEvent  # noqa: E402
 from gateway.searchlog.pseudonym import KeyRing, month_start, next_month  # noqa: E402
 from gateway.searchlog.repository import ROLLUP_DIMENSIONS, SearchLogRepository  # noqa: E402
+from loadtests.docs_section import load_average, replace_section  # noqa: E402
 
 BEGIN, END = "<!-- bench_searchlog:begin -->", "<!-- bench_searchlog:end -->"
 DAY = 86_400
@@ -331,21 +332,11 @@ class Bench:
 
 
 def write_docs(path: Path, md: list[str]) -> None:
-    text_ = path.read_text() if path.exists() else ""
-    if BEGIN in text_ and END in text_:
-        head, rest = text_.split(BEGIN, 1)
-        text_ = head + "\n".join(md) + rest.split(END, 1)[1]
-    else:
-        intro = (
-            "## Results of bench_searchlog.py\n\nWritten by `loadtests/bench_searchlog.py "
-            "--write-docs`; nothing between the markers is edited by hand.\n\n"
-        )
-        text_ = text_.rstrip("\n") + "\n\n" + intro + "\n".join(md) + "\n"
-    path.write_text(text_)
-
-
-def load_average() -> str:
-    return "/".join(f"{x:.2f}" for x in os.getloadavg())
+    intro = (
+        "## Results of bench_searchlog.py\n\nWritten by `loadtests/bench_searchlog.py "
+        "--write-docs`; nothing between the markers is edited by hand.\n\n"
+    )
+    replace_section(path, BEGIN, END, md, intro)
 
 
 async def main(args: argparse.Namespace) -> None:

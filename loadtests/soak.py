@@ -97,6 +97,7 @@ sys.path.insert(0, str(ROOT))
 from gateway.config import Settings  # noqa: E402
 from gateway.searchlog.options import GROUP  # noqa: E402
 from loadtests.bench_lookup import _children, _cmdline  # noqa: E402
+from loadtests.docs_section import load_average, replace_section  # noqa: E402
 from tests.gateway.procs import BIN, free_port  # noqa: E402
 
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -907,17 +908,11 @@ def write_docs(path: Path, res: Result, args: argparse.Namespace) -> None:
         "",
         END,
     ]
-    text = path.read_text() if path.exists() else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + "\n".join(md) + rest.split(END, 1)[1]
-    else:
-        intro = (
-            "## Soak\n\nWritten by `loadtests/soak.py --write-docs`; nothing between the "
-            "markers is edited by hand.\n\n"
-        )
-        text = text.rstrip("\n") + "\n\n" + intro + "\n".join(md) + "\n"
-    path.write_text(text)
+    intro = (
+        "## Soak\n\nWritten by `loadtests/soak.py --write-docs`; nothing between the "
+        "markers is edited by hand.\n\n"
+    )
+    replace_section(path, BEGIN, END, md, intro)
 
 
 # ---------------------------------------------------------------- main
@@ -980,7 +975,7 @@ def main(argv: list[str] | None = None) -> int:
     args.started = datetime.now(UTC)
     args.command = shlex.join([".venv/bin/python", "loadtests/soak.py",
                                *(sys.argv[1:] if argv is None else argv)])  # fmt: skip
-    args.load_before = "/".join(f"{x:.2f}" for x in os.getloadavg())
+    args.load_before = load_average()
     print(f"soak: {args.duration} s, {args.users} users, {args.workers} workers, samples every "
           f"{args.interval} s; load average {args.load_before}", flush=True)  # fmt: skip
     try:
@@ -988,7 +983,7 @@ def main(argv: list[str] | None = None) -> int:
     except Unavailable as exc:
         print(f"soak: {exc}", file=sys.stderr)
         return 2
-    args.load_after = "/".join(f"{x:.2f}" for x in os.getloadavg())
+    args.load_after = load_average()
     print()
     for line in summary(res):
         print(line)

@@ -56,6 +56,12 @@ class BoundKey:
 def b64url_decode(segment: str) -> bytes:
     """Unpadded base64url in its one canonical spelling (unused trailing bits zero), so a value
     has one text: a verified token cannot be re-spelled into another accepted token."""
+    check_canonical(segment)
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def check_canonical(segment: str) -> None:
+    """Raise ``JWSFormatError`` unless ``segment`` is canonical unpadded base64url."""
     if not _B64URL_RE.fullmatch(segment):
         raise JWSFormatError("segment is not base64url")
     rest = len(segment) % 4
@@ -65,7 +71,6 @@ def b64url_decode(segment: str) -> bytes:
     # one trailing byte, 2 after two); checked here instead of re-encoding the whole segment
     if rest and _B64URL_INDEX[segment[-1]] & (0x0F if rest == 2 else 0x03):
         raise JWSFormatError("segment is not canonical base64url")
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
 def b64url_encode(data: bytes) -> str:
@@ -118,7 +123,7 @@ def verify(token: str, key: BoundKey) -> None:
     characters outside the alphabet and anything after padding, which would let anyone re-spell
     a signed token (a new text, hence a new token digest) that still verifies."""
     try:
-        b64url_decode(token.rpartition(".")[2])
+        check_canonical(token.rpartition(".")[2])  # jose decodes it (leniently) itself
     except JWSFormatError as exc:
         raise BadSignature("signature does not verify") from exc
     try:

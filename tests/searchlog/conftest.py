@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,9 @@ def conninfo(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-@pytest.fixture
-def fresh_postgres(postgres_urls: tuple[str, str]) -> Iterator[Callable[[], str]]:
-    """Make fresh PostgreSQL databases (dropped afterwards) on the test server."""
+@contextmanager
+def fresh_databases(postgres_urls: tuple[str, str]) -> Iterator[Callable[[], str]]:
+    """Make fresh PostgreSQL databases on the test server; all dropped on the way out."""
     admin = make_url(postgres_urls[1]).set(database="postgres")
     made: list[str] = []
 
@@ -42,10 +43,19 @@ def fresh_postgres(postgres_urls: tuple[str, str]) -> Iterator[Callable[[], str]
         made.append(name)
         return admin.set(database=name).render_as_string(hide_password=False)
 
-    yield make
-    with psycopg.connect(conninfo(admin.render_as_string(False)), autocommit=True) as c:
-        for name in made:
-            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield make
+    finally:
+        with psycopg.connect(conninfo(admin.render_as_string(False)), autocommit=True) as c:
+            for name in made:
+                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def fresh_postgres(postgres_urls: tuple[str, str]) -> Iterator[Callable[[], str]]:
+    """Fresh PostgreSQL databases for one test (dropped afterwards)."""
+    with fresh_databases(postgres_urls) as make:
+        yield make
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -21,7 +21,7 @@ from gateway.searchlog.events import pseudonymize
 from gateway.searchlog.models import SearchEvent
 from gateway.searchlog.pseudonym import KeyRing, epoch_bounds, month_start, next_month
 from gateway.searchlog.repository import ROLLUP_DIMENSIONS, SearchLogRepository, partition_name
-from tests.searchlog.conftest import Logs, event
+from tests.searchlog.conftest import Logs, event, fresh_databases
 
 DAY = 86_400
 BASE = int(datetime(2026, 9, 14, tzinfo=UTC).timestamp())
@@ -191,27 +191,9 @@ def big_log(request: pytest.FixtureRequest) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def fresh_postgres_module(postgres_urls: tuple[str, str]) -> Iterator[Callable[[], str]]:
-    import secrets
-
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    from tests.searchlog.conftest import conninfo
-
-    admin = make_url(postgres_urls[1]).set(database="postgres")
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"vingw_sl_{secrets.token_hex(4)}"
-        with psycopg.connect(conninfo(admin.render_as_string(False)), autocommit=True) as c:
-            c.execute(f'CREATE DATABASE "{name}"')
-        made.append(name)
-        return admin.set(database=name).render_as_string(hide_password=False)
-
-    yield make
-    with psycopg.connect(conninfo(admin.render_as_string(False)), autocommit=True) as c:
-        for name in made:
-            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """``fresh_postgres`` for a module (the loaded rows are shared by its EXPLAIN tests)."""
+    with fresh_databases(postgres_urls) as make:
+        yield make
 
 
 def plan(url: str, statement: Any) -> dict[str, Any]:
