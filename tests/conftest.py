@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -91,24 +91,6 @@ def postgres_urls() -> Iterator[tuple[str, str]]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _free_ports(n: int) -> list[int]:
-    """n free loopback ports, each with its cluster bus port (+10000) free as well."""
-    found: list[int] = []
-    while len(found) < n:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port + 10000 > 65535 or port in found:
-            continue
-        with socket.socket() as bus:
-            try:
-                bus.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        found.append(port)
-    return found
-
-
 @pytest.fixture(scope="session")
 def redis_cluster_url() -> Iterator[str]:
     """A real 3-master Redis Cluster of this test run's own on free loopback ports (no replicas,
@@ -120,37 +102,17 @@ def redis_cluster_url() -> Iterator[str]:
     if server is None or cli is None:
         unavailable("Redis Cluster", FileNotFoundError("redis-server or redis-cli not installed"))
         raise AssertionError("unreachable")  # unavailable() skips or fails
+    from tests.redis_procs import start, stop
+
     workdir = tempfile.mkdtemp(prefix="vingw-cluster-")
-    ports = _free_ports(3)
-    procs = [
-        subprocess.Popen(
-            [
-                server,
-                "--port",
-                str(p),
-                "--bind",
-                "127.0.0.1",
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                f"{workdir}/nodes-{p}.conf",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-                "--dir",
-                workdir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for p in ports
-    ]
+    procs: list[subprocess.Popen[bytes]] = []
+    ports: list[int] = []
     try:
-        for p in ports:
-            _wait(lambda p=p: redis.Redis(port=p, socket_connect_timeout=0.2).ping(), 10)
+        for i in range(3):
+            port, proc = start(Path(workdir), "--cluster-enabled", "yes",
+                               "--cluster-config-file", f"{workdir}/nodes-{i}.conf")  # fmt: skip
+            procs.append(proc)
+            ports.append(port)
         subprocess.run(
             [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
              "--cluster-replicas", "0", "--cluster-yes"],
@@ -174,13 +136,7 @@ def redis_cluster_url() -> Iterator[str]:
         yield f"redis://127.0.0.1:{ports[0]}/0"
     finally:
         for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

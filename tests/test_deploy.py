@@ -12,7 +12,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import yaml
 from gateway.cli import build_parser
 from gateway.config import Settings, trusted_networks
 from tests.conftest import POSTGRES_URL, unavailable
+from tests.redis_procs import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
@@ -217,20 +217,6 @@ def test_postgres_init_script_separates_the_stores(tmp_path: Path) -> None:
                 conn.execute(f'DROP ROLE IF EXISTS "{name}"')
 
 
-def _free_port() -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port + 10000 <= 65535:
-            with socket.socket() as bus:
-                try:
-                    bus.bind(("127.0.0.1", port + 10000))
-                except OSError:
-                    continue
-            return port
-
-
 def test_cluster_script_forms_a_cluster_once(tmp_path: Path) -> None:
     import redis
 
@@ -238,7 +224,7 @@ def test_cluster_script_forms_a_cluster_once(tmp_path: Path) -> None:
     if server is None or shutil.which("redis-cli") is None:
         unavailable("Redis", FileNotFoundError("redis-server or redis-cli not installed"))
         raise AssertionError("unreachable")
-    ports = [_free_port() for _ in range(3)]
+    ports = free_ports(3, cluster=True)
 
     def node(port: int) -> subprocess.Popen[bytes]:
         return subprocess.Popen(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,13 +15,13 @@ from typing import Any
 
 import httpx
 
+from tests.redis_procs import free_ports
+
 BIN = Path(sys.executable).parent / "vin-gateway"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
 @contextmanager

@@ -30,7 +30,7 @@ from gateway.pipelined import ClusterPipelined
 from tests.gateway import signing
 from tests.gateway.conftest import serving, settings_for
 from tests.gateway.procs import BIN, FAST_ENV, running, workshop
-from tests.gateway.test_pipelined import redis_server
+from tests.redis_procs import redis_server
 
 pytestmark = pytest.mark.redis
 

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import ssl
-import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,38 +16,13 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.pipelined import PipelinedRedis
+from tests.redis_procs import redis_server
 
 from .procs import free_port
 
 pytestmark = pytest.mark.redis
 
 SCRIPT = "return {KEYS[1], ARGV[1], tonumber(ARGV[2]) + 1}"
-
-
-@contextmanager
-def redis_server(tmp_path: Path, *extra: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed")
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path), *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        password = extra[extra.index("--requirepass") + 1] if "--requirepass" in extra else None
-        for _ in range(100):
-            try:
-                redis.Redis(port=port, password=password, socket_connect_timeout=0.2).ping()
-                break
-            except redis.RedisError:
-                time.sleep(0.05)
-        yield port, proc
-    finally:
-        os.kill(proc.pid, signal.SIGCONT)
-        proc.terminate()
-        proc.wait(10)
 
 
 async def test_evalsha_answers_as_redis_py_and_survives_script_flush(tmp_path: Path) -> None:

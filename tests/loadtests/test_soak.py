@@ -9,23 +9,17 @@ the full soak.
 from __future__ import annotations
 
 import argparse
-import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-import redis
 from sqlalchemy.engine import make_url
 
 from loadtests import soak
-from tests.gateway.procs import free_port
+from tests.redis_procs import redis_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -219,32 +213,6 @@ def test_write_docs_replaces_only_the_soak_section(tmp_path: Path) -> None:
     assert second.split(soak.BEGIN)[0] == first.split(soak.BEGIN)[0]
 
 
-@contextmanager
-def redis_server(tmp_path: Path) -> Iterator[int]:
-    """A redis-server of the smoke run's own (its used_memory and keys are the soak's alone),
-    durable as production's must be (AOF), so the gateway's start-up check finds nothing."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed")
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-         "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        for _ in range(100):
-            try:
-                redis.Redis(port=port, socket_connect_timeout=0.2).ping()
-                break
-            except redis.RedisError:
-                time.sleep(0.05)
-        yield port
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
-
-
 @pytest.mark.slow
 @pytest.mark.redis
 @pytest.mark.postgres
@@ -252,7 +220,8 @@ def test_a_short_soak_runs_the_whole_command(
     tmp_path: Path, postgres_urls: tuple[str, str]
 ) -> None:
     admin = make_url(postgres_urls[0]).set(database="postgres").render_as_string(False)
-    with redis_server(tmp_path) as port:
+    # durable as production's must be (AOF), so the gateway's start-up check finds nothing
+    with redis_server(tmp_path, "--appendonly", "yes") as (port, _):
         cmd = [
             sys.executable, str(ROOT / "loadtests" / "soak.py"), "--duration", "25",
             "--users", "8", "--spawn-rate", "8", "--interval", "2",
