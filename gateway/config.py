@@ -145,6 +145,11 @@ class Settings(BaseSettings):
     limit_max_block_s: int = Field(default=86_400, gt=0)
     limit_shadow: str = ""  # comma list of: flood, guessing, distinct_vins, sequential
     limit_allow_list: str = ""  # comma list of account ids
+    # who must query under an owner's grant (basis owner_granted; docs/attestation.md "Grant
+    # policy"): nobody, accounts with an open admin flag, or everyone; shadow: counted and
+    # flagged only, else refused with owner_grant_required
+    grant_policy: Literal["off", "flagged", "all"] = "off"
+    grant_policy_shadow: bool = True
     limit_ip_burst: int = Field(default=20, gt=0)
     limit_ip_per_s: float = Field(default=0.2, gt=0)
     limit_ip_fail_open: bool = True  # the per-account login throttle follows it too
@@ -158,6 +163,14 @@ class Settings(BaseSettings):
     login_window_s: float = Field(default=86_400.0, gt=0)  # failures forgotten after quiet
     login_known_network_ttl_s: float = Field(default=90 * 86_400.0, gt=0)
     login_known_networks_max: int = Field(default=10, ge=1)
+    # owner grants (gateway/grants, docs/api.md "Grants"): a one-time code lives 10 minutes; a
+    # grant runs at most a year; 20 declared vehicles per account; wrong codes are throttled
+    # per account and per network: 10 per 15 minutes
+    grant_code_ttl_s: int = Field(default=600, ge=1)
+    grant_max_days: int = Field(default=365, ge=1)
+    grant_max_vehicles: int = Field(default=20, ge=1)
+    grant_code_max_failures: int = Field(default=10, ge=1)
+    grant_code_window_s: int = Field(default=900, ge=1)
     # search log (docs/searchlog.md)
     pseudonym_keys_file: Path | None = None  # default: <secrets dir>/pseudonym_keys.json
     pseudonym_epoch: Literal["month", "week", "day"] = "month"  # key rotation period

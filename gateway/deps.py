@@ -21,6 +21,8 @@ from gateway.accounts.deps import (
     IpLimited,
 )
 from gateway.catalogue.backends import Catalogue
+from gateway.grants import dependencies as grants
+from gateway.grants.service import GrantService
 from gateway.lookups import dependencies as lookups
 from gateway.lookups.service import VinQuery
 from gateway.state import AppState, app_state
@@ -28,6 +30,7 @@ from gateway.state import AppState, app_state
 StateDep = Annotated[AppState, Depends(app_state)]
 VinQueryDep = Annotated[VinQuery, Depends(lookups.vin_query)]
 CatalogueDep = Annotated[Catalogue, Depends(lookups.catalogue)]
+GrantServiceDep = Annotated[GrantService, Depends(grants.grant_service)]
 
 __all__ = [
     "AccessTokensDep",
@@ -36,6 +39,7 @@ __all__ = [
     "ClientIP",
     "CurrentAccount",
     "CurrentAdmin",
+    "GrantServiceDep",
     "IpLimited",
     "StateDep",
     "VinQueryDep",

@@ -40,6 +40,7 @@ from gateway.exceptions import (
     ServiceUnavailable,
     UnsupportedMediaType,
 )
+from gateway.grants.endpoints import router as grants_router
 from gateway.kv import cluster_state
 from gateway.lookups.endpoints import VinDispatch
 from gateway.lookups.endpoints import router as lookups_router
@@ -285,7 +286,7 @@ def create_app(settings: Settings | None = None, *, vin_dispatch: bool = True) -
         app.vin_guard = GuardMiddleware(
             super(GatewayApp, app).__call__, settings.max_body_bytes, vin=VinDispatch()
         )
-    for router in (privacy_router, accounts_router, lookups_router, admin_router):
+    for router in (privacy_router, accounts_router, grants_router, lookups_router, admin_router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["ops"])

@@ -16,6 +16,10 @@ from gateway.accounts.throttle import LoginThrottle
 from gateway.catalogue.backends import Catalogue, build_catalogue
 from gateway.config import Settings
 from gateway.db import Database, migrate
+from gateway.grants.cache import GrantCache
+from gateway.grants.models import GrantResolver
+from gateway.grants.service import GrantService
+from gateway.grants.throttle import RedeemThrottle
 from gateway.kv import (
     Durability,
     Kv,
@@ -60,6 +64,8 @@ class AppState:
     searchlog: SearchLog
     consequences: Consequences
     vin_query: VinQuery
+    grant_service: GrantService
+    grants: GrantResolver  # the per-worker grant cache the VIN path resolves grants through
     invalidations: InvalidationBus | None = None
     redis_durability: Durability | None = None  # the start-up check (None: embedded)
 
@@ -100,6 +106,8 @@ async def build_state(settings: Settings, *, migrate_on_start: bool = True) -> A
     attestation_secret = load_or_create(secrets_dir, "attestation_signing.key")
     limiter_key = load_or_create(secrets_dir, "limiter_pseudonym.key")
     gateway_key = jws.hmac_key(GATEWAY_ATTESTATION_KID, attestation_secret, owner=settings.issuer)
+    vehicle_key = load_or_create(secrets_dir, "vehicle_pseudonym.key")  # never rotated
+    grant_code_key = load_or_create(secrets_dir, "grant_code.key")
 
     accounts_db = Database(settings.accounts_url)
     searchlog_db = Database(settings.search_log_url)
@@ -164,6 +172,18 @@ async def build_state(settings: Settings, *, migrate_on_start: bool = True) -> A
     if settings.embedded_redis:  # the stand-in died with the previous process: its records
         await embedded_replay.restore(settings.data_dir, limiter)
     consequences = Consequences(limiter, flag)
+    grant_service = GrantService(
+        accounts_db,
+        settings,
+        vehicle_key=vehicle_key,
+        code_key=grant_code_key,
+        throttle=RedeemThrottle(redis, settings, key=limiter_key),
+        searchlog=searchlog,
+        uses=limiter.grant_uses,
+        on_change=auth.forget,  # the grant cache listens to the Authenticator's invalidations
+        notify=invalidations.publish,
+    )
+    grants = GrantCache(grant_service.state, auth)
     vin_query = VinQuery(
         settings=settings,
         auth=auth,
@@ -173,6 +193,8 @@ async def build_state(settings: Settings, *, migrate_on_start: bool = True) -> A
         catalogue=catalogue,
         searchlog=searchlog,
         gateway_attestation_key=gateway_key,
+        grants=grants,
+        vehicle_key=vehicle_key,
     )
     await searchlog.start()
     invalidations.start()
@@ -193,6 +215,8 @@ async def build_state(settings: Settings, *, migrate_on_start: bool = True) -> A
         searchlog=searchlog,
         consequences=consequences,
         vin_query=vin_query,
+        grant_service=grant_service,
+        grants=grants,
         invalidations=invalidations,
         redis_durability=durability,
     )

@@ -144,6 +144,9 @@ class Authenticator:
             max_negative, self.short_ttl_s
         )
         self._epoch = 0  # bumped by every invalidation: a racing read is not cached
+        # other per-worker caches kept in step (the grants' cache): told each account id
+        # forgotten, and None when everything is cleared
+        self._listeners: list[Callable[[str | None], None]] = []
 
     # --- invalidation ---------------------------------------------------------------------
 
@@ -151,6 +154,12 @@ class Authenticator:
     def max_age(self) -> float:
         """The TTL in force: minutes while invalidations arrive, seconds while they may not."""
         return self.ttl_s if self.live else self.short_ttl_s
+
+    def add_listener(self, listener: Callable[[str | None], None]) -> None:
+        """Have ``listener`` called with the account id on every ``forget`` and with None on
+        every ``clear``: another cache then follows the same invalidations (the same messages,
+        the same reconnect rule) without a subscription of its own."""
+        self._listeners.append(listener)
 
     def forget(self, account_id: str) -> None:
         """Drop what is cached about one account (its credentials and keys too: one may have
@@ -160,6 +169,8 @@ class Authenticator:
         self._credentials.drop_account(account_id)
         self._keys.drop_account(account_id)
         self._answers.drop_account(account_id)
+        for listener in self._listeners:
+            listener(account_id)
 
     def clear(self) -> None:
         """Drop everything (the invalidation subscription (re)connected: messages may be lost)."""
@@ -169,6 +180,8 @@ class Authenticator:
         self._keys.clear()
         self._answers.clear()
         self._negative.clear()
+        for listener in self._listeners:
+            listener(None)
 
     def cache_sizes(self) -> dict[str, int]:
         """Entry counts (for tests and diagnostics; never the keys themselves)."""
@@ -258,7 +271,7 @@ class Authenticator:
             if row is None:
                 self._negative[("cred", digest)] = True
                 raise InvalidToken("The account no longer exists")
-        state = AccountState(row.account_id, row.role, row.status, row.consent_version)
+        state = AccountState(row.account_id, row.role, row.status, row.consent_version, row.flagged)
         key = self._bound(row) if db_kid is not None else None
         if epoch == self._epoch:  # no invalidation arrived while the statement ran
             self._credentials.put(digest, (row.account_id, key_id, expires))

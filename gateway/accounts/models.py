@@ -20,6 +20,7 @@ from sqlalchemy.orm import registry
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from gateway.grants.codes import display, new_workshop_code
 from gateway.text import Line, Secret, Text
 
 
@@ -130,6 +131,11 @@ class Account(AccountBase, AccountsModel, table=True):
     registration_ip: str | None = Field(default=None, max_length=64)
     consent_version: str | None = Field(default=None, max_length=64)
     consent_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
+    # the account's public code (8 Crockford base32 characters, shown XXXX-XXXX): an owner
+    # grants this workshop access to a vehicle by it (gateway/grants)
+    workshop_code: str = Field(
+        default_factory=new_workshop_code, max_length=8, unique=True, index=True
+    )
 
 
 class AccountPublic(AccountBase):
@@ -139,6 +145,7 @@ class AccountPublic(AccountBase):
     created_at: datetime
     consent_version: str | None
     consent_at: datetime | None
+    workshop_code: Annotated[str, AfterValidator(display)]  # XXXX-XXXX
 
 
 # --- consent history -------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, delete, null
+from sqlalchemy import and_, delete, exists, null
 from sqlalchemy import select as core_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -37,6 +37,7 @@ class CredentialRow:
     secret_sha256: str | None  # the API key's (None when resolving an access token's account)
     kid: str | None  # the attestation key, when asked for, live and this account's
     jwk: dict[str, Any] | None
+    flagged: bool = False  # the account has an unresolved admin flag
 
 
 class AccountRepository:
@@ -48,6 +49,10 @@ class AccountRepository:
 
     async def get_by_email(self, email: str) -> Account | None:
         result = await self.session.exec(select(Account).where(Account.email == email))
+        return result.first()
+
+    async def get_by_workshop_code(self, code: str) -> Account | None:
+        result = await self.session.exec(select(Account).where(Account.workshop_code == code))
         return result.first()
 
     async def add(self, obj: Any) -> None:
@@ -90,7 +95,13 @@ class AccountRepository:
         Exactly one of ``account_id`` (an access token's subject) and ``api_key_id`` (a live,
         unrevoked key) is given. Every join is on a primary key (``api_key.id``, ``account.id``,
         ``attestation_key.kid``, each indexed by the initial migration); the attestation key is
-        a LEFT JOIN, so an unknown, revoked or other account's kid yields NULL columns."""
+        a LEFT JOIN, so an unknown, revoked or other account's kid yields NULL columns. Whether an
+        admin flag of the account is open is an EXISTS on ``flag.account_id`` (indexed)."""
+        open_flag = (
+            exists()
+            .where(col(Flag.account_id) == Account.id, col(Flag.resolved_at).is_(None))
+            .label("flagged")
+        )
         stmt = core_select(
             col(Account.id),
             col(Account.role),
@@ -99,6 +110,7 @@ class AccountRepository:
             (col(ApiKey.secret_sha256) if api_key_id is not None else null()).label("secret"),
             (col(AttestationKey.kid) if kid is not None else null()).label("kid"),
             (col(AttestationKey.jwk) if kid is not None else null()).label("jwk"),
+            open_flag,
         )
         if api_key_id is not None:
             stmt = stmt.select_from(ApiKey).join(Account, col(Account.id) == ApiKey.account_id)
@@ -128,6 +140,7 @@ class AccountRepository:
             secret_sha256=row.secret,
             kid=row.kid,
             jwk=row.jwk,
+            flagged=bool(row.flagged),
         )
 
     async def key(self, model: type[K], ident: str) -> K | None:

@@ -36,6 +36,7 @@ from gateway.accounts.throttle import LoginThrottle
 from gateway.config import Settings
 from gateway.db import Database
 from gateway.exceptions import InvalidRequest, NotFound
+from gateway.grants.codes import new_workshop_code
 from gateway.security import jws
 from gateway.security.passwords import Passwords, password_problems
 from gateway.security.tokens import new_api_key
@@ -62,6 +63,7 @@ class AccountState:
     role: str
     status: str
     consent_version: str | None
+    flagged: bool = False  # an admin flag is open (unresolved): the grant policy "flagged"
 
 
 #: Told after a change the request path caches: (account id, reason, key id or None). Ids only.
@@ -129,6 +131,9 @@ class AccountService:
             repo = AccountRepository(session)
             if await repo.get_by_email(data.email) is not None:
                 raise EmailTaken()
+            # its public workshop code (gateway/grants): drawn again in the rare collision
+            while await repo.get_by_workshop_code(account.workshop_code) is not None:
+                account.workshop_code = new_workshop_code()
             try:
                 await repo.add(account)
                 await repo.add(
@@ -178,10 +183,14 @@ class AccountService:
 
     async def state(self, account_id: str) -> AccountState | None:
         async with self.db.session() as session:
-            account = await AccountRepository(session).get(account_id)
+            repo = AccountRepository(session)
+            account = await repo.get(account_id)
+            flagged = account is not None and bool(await repo.open_flags_of(account_id))
         if account is None:
             return None
-        return AccountState(account.id, account.role, account.status, account.consent_version)
+        return AccountState(
+            account.id, account.role, account.status, account.consent_version, flagged
+        )
 
     async def update(self, account_id: str, data: AccountUpdate) -> Account:
         changes = data.model_dump(exclude_unset=True)
@@ -419,6 +428,7 @@ class AccountService:
             repo = AccountRepository(session)
             await repo.add(flag)
             await repo.commit()
+        await self._changed(flag.account_id, "status_changed")  # AccountState.flagged
 
     async def flags(self, *, unresolved_only: bool = True, limit: int = 200) -> list[Flag]:
         async with self.db.session() as session:
@@ -436,6 +446,7 @@ class AccountService:
                 await repo.add(flag)
             await repo.audit(admin_id, "unblock", account_id, reason)
             await repo.commit()
+        await self._changed(account_id, "status_changed")  # AccountState.flagged
         return len(flags)
 
     async def audit(self, admin_id: str, action: str, target: str | None, reason: str) -> None:

@@ -16,6 +16,9 @@
 --  8 seq        hash: prefix pseudonym -> "serial:run"; sequential enumeration
 --  9 origin     hash {rid, since}: the Redis process (run_id) this account's records were
 --               checked against, and since when that process has held them (epoch s)
+-- 10 grant      counter: queries admitted under one owner's grant (basis owner_granted), named
+--               by a keyed pseudonym of the grant id, in the grantee's slot (same key as 1 when
+--               the query has no grant: never touched then)
 --
 -- ARGV
 --  1 mode                "admit" | "signal" | "peek"
@@ -39,18 +42,23 @@
 -- 19 strikes memory s
 -- 20 shadow policies     string of policy initials in shadow mode: f(lood) g(uessing) d(istinct) s(equential)
 -- 21 allow-listed        "1" = exempt from suspicious-usage policies (never from replay or flood)
--- 22 replay weight       points a replayed attestation adds to the score
+-- 22 replay weight       points a replayed attestation (or an exhausted grant) adds to the score
 -- 23 iat                 (admit) the attestation's iat, 0 = no attestation (no origin check)
 -- 24 iat leeway s        how far after its use an accepted attestation's iat may lie (clock skew)
 -- 25 believed run_id     the Redis process the gateway last saw answer on this connection, "" = unknown
 -- 26 fallback run_id     when INFO is not available (the embedded stand-in): the store's id
 -- 27 fallback since      ... and since when it holds the records (epoch s; "" = now)
 -- 28 origin ttl s        how long an origin record is kept (it is recomputed identically)
+-- 29 grant mode          "" = no grant; "count" = refuse when used up, else count this query if
+--                        admitted; "check" = refuse when used up, count nothing (issuance)
+-- 30 grant max uses      0 = no limit (the counter still counts)
+-- 31 grant ttl s         the counter's lifetime: until the grant's valid_until plus a day
 --
 -- Returns {verdict, policy, retry_after, remaining, reset, score, distinct, run, shadow_hits,
 --          origin_run_id (after the origin check)}
 --   verdict: ok | blocked (a running block) | blocked_now (this request started it) | replayed
---            | window_lost (issued before the replay records were lost) | limited
+--            | window_lost (issued before the replay records were lost) | grant_exhausted
+--            (the grant's max uses were admitted already) | limited
 --
 -- Replay records lost with Redis's data (a restart without persistence, or from a snapshot
 -- older than the last writes): every replay record of an account lives in the same slot as its
@@ -167,6 +175,16 @@ local function reply(r)
   return r
 end
 
+-- an admitted query (verdict ok) is one use of its grant, always counted
+local grant_mode = ARGV[29]
+local function admitted(r)
+  if grant_mode == 'count' then
+    redis.call('INCR', KEYS[10])
+    redis.call('EXPIRE', KEYS[10], math.max(1, tonumber(ARGV[31])))
+  end
+  return reply(r)
+end
+
 local jti_ttl = tonumber(ARGV[2])
 local iat = tonumber(ARGV[23]) or 0
 
@@ -203,6 +221,19 @@ if jti_ttl > 0 then
   end
 end
 
+-- then the grant's uses: refused, uncounted, once max uses queries were admitted under it. A
+-- refused attestation like the grant step's others: a signal, and it spends its tokens
+local grant_max = tonumber(ARGV[30]) or 0
+if grant_mode ~= '' and grant_max > 0 then
+  if tonumber(redis.call('GET', KEYS[10]) or '0') >= grant_max then
+    spend(tonumber(ARGV[3]))
+    if add_score(tonumber(ARGV[22])) then
+      return reply({'blocked_now', 'guessing', block('guessing'), remaining(), reset(), score, 0, 0, shadow_hits})
+    end
+    return reply({'grant_exhausted', 'grant', 0, remaining(), reset(), score, 0, 0, shadow_hits})
+  end
+end
+
 -- flood: per account and per API key, weighted by endpoint cost
 local cost = tonumber(ARGV[3])
 if math.min(a_tokens, k_tokens) < cost and not in_shadow('f') then
@@ -213,7 +244,7 @@ if math.min(a_tokens, k_tokens) < cost then shadow_hits = shadow_hits .. 'f' end
 spend(cost)
 
 if allowed then
-  return reply({'ok', '', 0, remaining(), reset(), score, 0, 0, ''})
+  return admitted({'ok', '', 0, remaining(), reset(), score, 0, 0, ''})
 end
 
 -- piggybacked outcome signals (catalogue misses noted after earlier requests)
@@ -267,4 +298,4 @@ if ARGV[12] ~= '' and serial >= 0 then
   end
 end
 
-return reply({'ok', '', 0, remaining(), reset(), score, distinct, run, shadow_hits})
+return admitted({'ok', '', 0, remaining(), reset(), score, distinct, run, shadow_hits})

@@ -8,6 +8,9 @@
   client in flight meets it after such a restart, through no doing of its own, and scoring it
   would block busy workshops for the operator's restart; a replay it stops is refused all the
   same, and the refusal still spends its flood tokens (admit.lua), so it is not free to send.
+  The grant refusals (``grant_unknown`` ... ``grant_exhausted``) are refused attestations like
+  the others: a signal. ``owner_grant_required`` is not: the operator's grant policy refused a
+  basis the attestation states correctly, which says nothing about the caller's conduct.
 - ``Consequences``: a block that just started, or a shadow policy that fired, becomes a flag for
   admins. Writing the flag is a database insert, so it runs off the hot path in a task this
   object owns; ``drain`` waits for them at shutdown.
@@ -30,10 +33,22 @@ FLAG_REASONS = {
     "distinct_vins": "too many distinct VINs in 24 hours",
     "sequential": "consecutive queries walk the serial numbers of one vehicle series",
     "flood": "more requests than the flood limit allows",
+    "grant_policy": "VIN queries without an owner's grant where the grant policy requires one",
 }
 
 _ATTESTATION_REFUSALS = ("attestation_", "owner_authorization_")
-_NOT_SIGNALS = frozenset({"attestation_replay_window_lost"})
+#: The grant step's refusals (exactly these: other ``grant_`` codes are the grants API's own)
+_GRANT_REFUSALS = frozenset(
+    {
+        "grant_unknown",
+        "grant_revoked",
+        "grant_expired",
+        "grant_vehicle_mismatch",
+        "grant_purpose_out_of_scope",
+        "grant_exhausted",
+    }
+)
+_NOT_SIGNALS = frozenset({"attestation_replay_window_lost", "owner_grant_required"})
 
 
 def signal_of(code: str) -> str | None:
@@ -42,7 +57,11 @@ def signal_of(code: str) -> str | None:
         return "invalid_vin"
     if code in _NOT_SIGNALS:
         return None
-    if code.startswith(_ATTESTATION_REFUSALS) or code == "purpose_out_of_scope":
+    if (
+        code.startswith(_ATTESTATION_REFUSALS)
+        or code in _GRANT_REFUSALS
+        or code == "purpose_out_of_scope"
+    ):
         return "attestation_refused"
     return None
 
@@ -87,9 +106,30 @@ class Consequences:
                 evidence=decision.evidence(),
                 block_s=0 if shadow else decision.retry_after,
             )
-            task = asyncio.create_task(self._flag(finding), name="vingw-flag")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(finding)
+
+    def shadow_hit(self, account_id: str, policy: str) -> bool:
+        """A shadow policy decided outside the admission script (the grant policy) fired:
+        flagged once per account and window like the limiter's own (``first_shadow_hit``).
+        True when this call wrote the flag."""
+        if not self._limiter.first_shadow_hit(account_id, policy):
+            return False
+        self._spawn(
+            FlagFinding(
+                account_id=account_id,
+                policy=policy,
+                shadow=True,
+                reason=FLAG_REASONS.get(policy, policy) + " (shadow mode: not enforced)",
+                evidence={},
+                block_s=0,
+            )
+        )
+        return True
+
+    def _spawn(self, finding: FlagFinding) -> None:
+        task = asyncio.create_task(self._flag(finding), name="vingw-flag")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _flag(self, finding: FlagFinding) -> None:
         try:

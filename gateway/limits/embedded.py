@@ -13,6 +13,10 @@ attestation accepted before the restart is still refused after it:
   (``attestation_replay_window_lost``), as after a Redis restart without persistence;
 - no file at all: the first start in this data dir, nothing was ever accepted here.
 
+The grants' use counters (``max_uses``) are saved and restored with them. After an unclean stop
+they are lost, and a grant limited to N queries may be used up to N more times: on embedded
+defaults (one process, development) that is accepted; production runs a durable Redis.
+
 One embedded gateway per data dir (embedded mode refuses more than one worker anyway).
 """
 
@@ -58,6 +62,8 @@ async def restore(data_dir: Path, limiter: Limiter) -> None:
         elapsed = now_ms - int(found["stopped_at_ms"])
         records = [(str(k), int(ttl) - elapsed) for k, ttl in found.get("records", [])]
         await limiter.restore_replay_records([(k, ttl) for k, ttl in records if ttl > 0])
+        counters = [(str(k), int(n), int(ttl) - elapsed) for k, n, ttl in found.get("grants", [])]
+        await limiter.restore_grant_counters([c for c in counters if c[2] > 0])
     elif "running_since" in found:
         log.warning(
             "the previous embedded gateway stopped without saving its replay records: "
@@ -68,6 +74,8 @@ async def restore(data_dir: Path, limiter: Limiter) -> None:
 
 
 async def save(data_dir: Path, limiter: Limiter) -> None:
-    """At a clean stop: the live replay records, for the next start."""
+    """At a clean stop: the live replay records and grant use counters, for the next start."""
     records = await limiter.replay_records()
-    _write(data_dir / FILE, {"stopped_at_ms": int(time.time() * 1000), "records": records})
+    grants = await limiter.grant_counters()
+    stopped = int(time.time() * 1000)
+    _write(data_dir / FILE, {"stopped_at_ms": stopped, "records": records, "grants": grants})

@@ -6,7 +6,9 @@ What plain request-rate limiters do not do, this one does, per account:
 - **guessing**: invalid VINs, refused attestations (replays included) and catalogue misses add
   weighted points to a score; too many points in the window block the account;
 - **distinct VINs**: distinct VIN pseudonyms in a rolling window (exact, a sorted set);
-- **sequential**: queries sharing WMI+VDS+year+plant whose serial numbers walk in small steps.
+- **sequential**: queries sharing WMI+VDS+year+plant whose serial numbers walk in small steps;
+- **grant uses**: queries admitted under an owner's grant (basis ``owner_granted``), counted in
+  the same round trip and refused (``grant_exhausted``) once the grant's ``max_uses`` are used.
 
 A block lasts ``first_block_s`` and doubles for each repeat offence (``strikes``), capped at
 ``max_block_s``. Each policy can run in shadow mode (evaluated and flagged, never enforced); an
@@ -164,7 +166,7 @@ SHADOW_NAMES = {"f": "flood", "g": "guessing", "d": "distinct_vins", "s": "seque
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    verdict: str  # ok | blocked | blocked_now | replayed | window_lost | limited
+    verdict: str  # ok | blocked | blocked_now | replayed | window_lost | grant_exhausted | limited
     policy: str
     retry_after: int
     remaining: int
@@ -242,9 +244,13 @@ def _network_of(ip: str | None) -> str:
     return str(addr)
 
 
-#: The suffixes of an account's fixed keys (admit.lua's KEYS; ``:kb:<key id>`` and
-#: ``:jti:<digest>`` are per API key and per attestation).
+#: The suffixes of an account's fixed keys (admit.lua's KEYS; ``:kb:<key id>``,
+#: ``:jti:<digest>`` and ``:grant:<pseudonym>`` are per API key, attestation and grant).
 _ACCOUNT_KEYS = (":ban", ":strikes", ":bucket", ":score", ":vins", ":seq", ":origin")
+#: The account's keys that are found by listing, not computed: replay records and grant counters
+_LISTED = (":jti:", ":grant:")
+#: A grant's use counter outlives the grant's valid_until by this (then it expires).
+GRANT_COUNTER_GRACE_S = 86_400
 
 
 def _names(csv: str) -> frozenset[str]:
@@ -329,7 +335,9 @@ class Limiter:
         allowed: bool | None = None,
         iat: int = 0,
         iat_leeway: int = 0,
+        grant: tuple[str, str, int, int] | None = None,
     ) -> Decision:
+        """``grant``: (mode "count" | "check", grant id, max uses or 0, counter TTL s)."""
         tag = _tag(account_id)
         p = policy or self.policy
         if allowed is None:
@@ -345,6 +353,7 @@ class Limiter:
             tag + ":vins",
             tag + ":seq",
             tag + ":origin",
+            self._grant_key(tag, grant[1]) if grant else tag + ":ban",
         ]
         connection = self._admission.live_generation if self._admission is not None else 0
         believed = self._believed_origin(connection) if iat > 0 else ""
@@ -356,6 +365,7 @@ class Limiter:
             p.first_block_s, p.max_block_s, p.strikes_memory_s, p.shadow_codes,
             "1" if allowed else "0", p.weights.get("attestation_refused", 0),
             iat, iat_leeway, believed, *self._fallback_origin, ORIGIN_TTL_S,
+            grant[0] if grant else "", grant[2] if grant else 0, grant[3] if grant else 0,
         ]  # fmt: skip
         try:
             if self._admission is not None:
@@ -371,6 +381,12 @@ class Limiter:
             _s(raw[0]), _s(raw[1]), int(raw[2]), int(raw[3]), int(raw[4]), int(raw[5]),
             int(raw[6]), int(raw[7]), hits, p,
         )  # fmt: skip
+
+    def _grant_key(self, tag: str, grant_id: str) -> str:
+        """A grant's use counter in the grantee's slot, named by a keyed pseudonym (the limiter
+        key) of the grant id: Redis never holds the id, which the search log pseudonymizes."""
+        digest = hmac.new(self.key, b"grant:" + grant_id.encode(), hashlib.sha256).hexdigest()
+        return tag + ":grant:" + digest[:32]
 
     def _believed_origin(self, connection: int | None) -> str:
         """The run_id this worker last saw answer on this connection, "" when unknown or due
@@ -395,20 +411,34 @@ class Limiter:
         vin: VinSignals | None = None,
         iat: int = 0,
         iat_leeway: int = 0,
+        grant_id: str | None = None,
+        grant_max_uses: int | None = None,
+        grant_ttl_s: int = 0,
+        count_grant_use: bool = True,
     ) -> Decision:
         """The whole decision for a VIN request: block, replay (``iat``: the attestation's,
-        checked against lost replay records with ``iat_leeway``), flood, signals, distinct
-        VINs, walk."""
+        checked against lost replay records with ``iat_leeway``), the grant's uses, flood,
+        signals, distinct VINs, walk.
+
+        ``grant_id`` (basis owner_granted, the caller being its grantee): ``grant_exhausted``
+        when ``grant_max_uses`` (None: no limit) queries were admitted under it already; else an
+        admitted query is counted (not with ``count_grant_use=False``: issuing an attestation
+        checks, the query made with it counts), the counter living ``grant_ttl_s``."""
         weight = self._pending.pop(account_id, 0)
+        grant = None
+        if grant_id is not None:
+            mode = "count" if count_grant_use else "check"
+            grant = (mode, grant_id, grant_max_uses or 0, max(1, grant_ttl_s))
         try:
             decision = await self._run(
                 "admit", account_id, key_id=key_id, jti=jti, jti_ttl=jti_ttl, cost=cost,
                 weight=weight, vin=vin, iat=iat if jti else 0, iat_leeway=iat_leeway,
+                grant=grant,
             )  # fmt: skip
         except LimiterUnavailable:
             self._pending[account_id] += weight
             raise
-        if decision.verdict in {"blocked", "replayed", "window_lost", "limited"}:
+        if decision.verdict in {"blocked", "replayed", "window_lost", "grant_exhausted", "limited"}:
             # the script returned before it applied the piggybacked weight: keep it
             self._pending[account_id] += weight
         return decision
@@ -431,26 +461,42 @@ class Limiter:
         pseudonym = hmac.new(self.key, b"ip:" + network.encode(), hashlib.sha256).hexdigest()[:20]
         return await self._run("admit", "ip:" + pseudonym, cost=1, policy=policy, allowed=True)
 
+    async def grant_uses(self, account_id: str, grant_ids: list[str]) -> dict[str, int]:
+        """How many queries were admitted under each grant of ``account_id`` (the grantee: the
+        counters live in its slot), 0 for none; one round trip (MGET in one slot). Raises
+        LimiterUnavailable."""
+        ids = list(dict.fromkeys(grant_ids))
+        if not ids:
+            return {}
+        tag = _tag(account_id)
+        try:
+            values = await self.redis.mget([self._grant_key(tag, g) for g in ids])
+        except RedisError as exc:
+            raise LimiterUnavailable(headers={"Retry-After": "1"}) from exc
+        return {g: int(v) if v is not None else 0 for g, v in zip(ids, values, strict=True)}
+
     async def forget_account(self, account_id: str, key_ids: list[str]) -> int:
         """Erasure: delete every key of the account (blocks, strikes, buckets, scores, VIN
-        pseudonyms, walks, origin and replay records); the number deleted. A block need not
-        survive: it is per account id, never reused, and its evidence is the flags in the
-        accounts database (docs/deploy.md "Erasure"). The names are computed (the per-key
-        buckets from ``key_ids``, every API key the account ever had); only the replay records,
-        named by a digest of each attestation's jti, are found by listing the account's slot
-        (Redis Cluster) or by SCAN with the account's own pattern. Raises RedisError."""
+        pseudonyms, walks, origin and replay records, grant use counters); the number deleted.
+        A block need not survive: it is per account id, never reused, and its evidence is the
+        flags in the accounts database (docs/deploy.md "Erasure"). The names are computed (the
+        per-key buckets from ``key_ids``, every API key the account ever had); only the replay
+        records (a digest of each attestation's jti) and the grant counters (a pseudonym of each
+        grant id: the grants are gone by now) are found by listing the account's slot (Redis
+        Cluster) or by SCAN with the account's own pattern. Raises RedisError."""
         tag = _tag(account_id)
         fixed = [tag + s for s in _ACCOUNT_KEYS] + [tag + ":kb:" + k for k in key_ids]
         removed = int(await self.redis.delete(*fixed))
-        replay = [key async for key in self._replay_keys_of(tag)]
-        for start in range(0, len(replay), 500):
-            removed += int(await self.redis.delete(*replay[start : start + 500]))
+        listed = [key async for key in self._listed_keys_of(tag)]
+        for start in range(0, len(listed), 500):
+            removed += int(await self.redis.delete(*listed[start : start + 500]))
         self._blocks.pop(account_id, None)
         self._pending.pop(account_id, None)
         return removed
 
-    async def _replay_keys_of(self, tag: str) -> AsyncIterator[Any]:
-        prefix = (tag + ":jti:").encode()
+    async def _listed_keys_of(self, tag: str) -> AsyncIterator[Any]:
+        """The account's replay records and grant counters."""
+        prefixes = tuple((tag + suffix).encode() for suffix in _LISTED)
         redis = self.redis
         if hasattr(redis, "keyslot") and hasattr(redis, "cluster_get_keys_in_slot"):
             # Redis Cluster: the tag is one slot; list that slot's keys on the node holding it
@@ -458,12 +504,13 @@ class Limiter:
             count = int(await redis.cluster_countkeysinslot(slot))
             if count:
                 for key in await redis.cluster_get_keys_in_slot(slot, count):
-                    if (key if isinstance(key, bytes) else str(key).encode()).startswith(prefix):
+                    if (key if isinstance(key, bytes) else str(key).encode()).startswith(prefixes):
                         yield key
             return
         # one Redis: SCAN, O(keys in Redis) (account ids hold no glob characters)
-        async for key in redis.scan_iter(match=tag + ":jti:*", count=1000):
-            yield key
+        for suffix in _LISTED:
+            async for key in redis.scan_iter(match=tag + suffix + "*", count=1000):
+                yield key
 
     def records_since(self, epoch_s: int) -> None:
         """The embedded stand-in's replay records are complete only from ``epoch_s`` on (the
@@ -482,6 +529,19 @@ class Limiter:
     async def restore_replay_records(self, records: list[tuple[str, int]]) -> None:
         for key, ttl_ms in records:
             await self.redis.set(key, "1", px=ttl_ms, nx=True)
+
+    async def grant_counters(self) -> list[tuple[str, int, int]]:
+        """Every live grant use counter: (key, uses, milliseconds to live)."""
+        found = []
+        async for key in self.redis.scan_iter(match="vl:*:grant:*", count=1000):
+            ttl, value = int(await self.redis.pttl(key)), await self.redis.get(key)
+            if ttl > 0 and value is not None:
+                found.append((_s(key), int(value), ttl))
+        return found
+
+    async def restore_grant_counters(self, counters: list[tuple[str, int, int]]) -> None:
+        for key, uses, ttl_ms in counters:
+            await self.redis.set(key, str(uses), px=ttl_ms, nx=True)
 
     async def aclose(self) -> None:
         if self._admission is not None:

@@ -9,12 +9,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
+from gateway.security.attestation import GRANT_ID
 from gateway.text import Line, VinText
 
 #: A catalogue id (a vehicle type, a category).
 CatalogueId = Annotated[str, Line(64)]
+#: A grant id, in the form the attestation's ``grant_id`` claim must have.
+GrantId = Annotated[str, Field(pattern=GRANT_ID.pattern, max_length=32)]
 
 
 class VinBody(BaseModel):
@@ -103,9 +107,21 @@ class OwnerAuthorizationIn(BaseModel):
 
 
 class AttestationRequest(VinBody):
-    basis: Literal["owner", "owner_authorized"]
+    basis: Literal["owner", "owner_authorized", "owner_granted"]
     purpose: Literal["parts_inquiry", "maintenance"]
     owner_authorization: OwnerAuthorizationIn | None = None
+    grant_id: GrantId | None = Field(
+        default=None,
+        validate_default=True,
+        description="basis owner_granted: the id of the owner's grant this account received",
+    )
+
+    @field_validator("grant_id")
+    @classmethod
+    def _needed_by_its_basis(cls, grant_id: str | None, info: ValidationInfo) -> str | None:
+        if grant_id is None and info.data.get("basis") == "owner_granted":
+            raise PydanticCustomError("missing", "basis owner_granted needs a grant_id")
+        return grant_id
 
 
 class AttestationIssued(BaseModel):

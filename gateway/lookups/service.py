@@ -14,12 +14,23 @@ inside ``_recorded``, the one place that sees every outcome. The order, and why:
    authorization. Checked before the VIN is decoded because it binds the body's VIN
    (``vin_sha256``) and is the legal basis of the query. The VIN is normalized just before
    it, so a VIN outside printable ASCII is ``invalid_vin`` already here (nothing to bind).
+   Right after the verifier's stateless checks, two steps of the same stage:
+
+   a. **grant** (basis ``owner_granted``): the grant its ``grant_id`` names, from the worker's
+      cache (``GrantResolver``), must be the caller's and active, cover this VIN (its vehicle
+      pseudonym, compared in constant time) and the purpose; whether its uses are exhausted
+      is decided in the admission round trip (step 5), which also counts the use;
+   b. **grant policy** (``VINGW_GRANT_POLICY``): where it applies, any other basis is counted
+      and flagged (shadow) or refused ``owner_grant_required`` (enforced; not a signal).
+
    (``issue_attestation`` has no attestation: it checks the declaration it is about to sign
-   instead, after the VIN and before admission, so a refused declaration is a signal too.)
+   instead, grant and policy included, after the VIN and before admission, so a refused
+   declaration is a signal too; its admission checks the grant's uses without counting one.)
 4. **VIN**: normalized, validated and decoded with ``vin``; every problem is reported at once.
-5. **admission**: ONE Redis round trip (``admit.lua``) claims the attestation's ``jti`` (replay)
-   and decides block, flood, guessing score, distinct VINs and serial walks together; its
-   consequences (a block that just started, a shadow hit) become admin flags off the hot path.
+5. **admission**: ONE Redis round trip (``admit.lua``) claims the attestation's ``jti`` (replay),
+   checks and counts the grant's uses, and decides block, flood, guessing score, distinct VINs
+   and serial walks together; its consequences (a block that just started, a shadow hit)
+   become admin flags off the hot path.
 6. **catalogue**: only the decoded features of the vehicle leave the gateway, never the VIN.
 
 A refusal in steps 1-4 raises before admission, so ``_recorded`` reports it: a refused
@@ -40,6 +51,7 @@ from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
 import orjson
+from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
 import vin as vinlib
@@ -53,9 +65,10 @@ from gateway.accounts.service import AccountState
 from gateway.catalogue.backends import Catalogue, VehicleFeatures
 from gateway.config import Settings
 from gateway.exceptions import GatewayError, NotAuthenticated, validation_problem
+from gateway.grants.models import GrantResolver, GrantState, vehicle_pseudonym
 from gateway.limits.consequences import Consequences, signal_of
 from gateway.limits.exceptions import LimiterUnavailable
-from gateway.limits.limiter import Decision, Limiter
+from gateway.limits.limiter import GRANT_COUNTER_GRACE_S, Decision, Limiter
 from gateway.lookups.exceptions import InvalidVIN
 from gateway.lookups.schemas import AttestationRequest, DecodeRequest, LookupRequest
 from gateway.searchlog.service import QueryEvent, SearchLog
@@ -64,12 +77,26 @@ from gateway.security.attestation import TYP, Attestation, AttestationVerifier, 
 from gateway.security.exceptions import (
     AttestationReplayed,
     AttestationReplayWindowLost,
+    GrantExhausted,
+    GrantExpired,
+    GrantPurposeOutOfScope,
+    GrantRevoked,
+    GrantUnknown,
+    GrantVehicleMismatch,
     OwnerAuthorizationExpired,
     OwnerAuthorizationMissing,
+    OwnerGrantRequired,
     PurposeOutOfScope,
 )
 
 Body = TypeVar("Body", bound=BaseModel)
+
+GRANT_POLICY_SHADOW = Counter(
+    "vingw_grant_policy_shadow_total",
+    "VIN queries without an owner's grant that the grant policy in shadow mode let through, "
+    "by policy (flagged, all)",
+    ["policy"],
+)
 
 #: Flood tokens each endpoint spends (docs/limits.md).
 COST: Final = MappingProxyType({"decode": 1, "lookup": 2, "issue_attestation": 1})
@@ -114,6 +141,9 @@ class QueryRecord:
     attestation: Attestation | None = None
     decision: Decision | None = None
     attestation_key: tuple[str, jws.BoundKey | None] | None = None
+    # the grant named, once it resolved to the caller (its grantee): the search log then
+    # keeps this query, refused or not, under the grant's pseudonym for the owner to see
+    grant: GrantState | None = None
     outcome: str = "ok"
     code: str | None = None
 
@@ -138,6 +168,7 @@ class QueryRecord:
             client_ip=self.caller.client_ip,
             user_agent=self.caller.user_agent,
             latency_ms=(time.perf_counter() - self.started) * 1000,
+            grant_id=self.grant.id if self.grant else None,
         )
 
 
@@ -190,6 +221,8 @@ class VinQuery:
         catalogue: Catalogue,
         searchlog: SearchLog,
         gateway_attestation_key: jws.BoundKey,
+        grants: GrantResolver,
+        vehicle_key: bytes,
     ) -> None:
         self.settings = settings
         self.auth = auth
@@ -199,6 +232,8 @@ class VinQuery:
         self.catalogue = catalogue
         self.searchlog = searchlog
         self.gateway_key = gateway_attestation_key
+        self.grants = grants
+        self.vehicle_key = vehicle_key  # the vehicle pseudonym's key (gateway.grants.models)
 
     # --- the endpoints -----------------------------------------------------------------------
 
@@ -249,14 +284,18 @@ class VinQuery:
             # the declaration before admission: a refused one is a suspicious-usage signal,
             # reported like a refused attestation
             now = int(time.time())
-            grant = body.owner_authorization
+            authorization = body.owner_authorization
             if body.basis == "owner_authorized":
-                if grant is None:
+                if authorization is None:
                     raise OwnerAuthorizationMissing()
-                if grant.valid_until < now:
+                if authorization.valid_until < now:
                     raise OwnerAuthorizationExpired()
-                if grant.scope is not None and body.purpose not in grant.scope:
+                if authorization.scope is not None and body.purpose not in authorization.scope:
                     raise PurposeOutOfScope()
+            elif body.basis == "owner_granted":
+                assert body.grant_id is not None  # the schema requires it with this basis
+                await self._grant(q, body.grant_id, body.purpose, now)
+            self._grant_policy(q, body.basis)
             decision = await self._admit(q)
             ttl = min(self.settings.gateway_attestation_ttl_s, self.verifier.max_lifetime_s)
             jti = secrets.token_urlsafe(18)
@@ -271,8 +310,10 @@ class VinQuery:
                 "basis": body.basis,
                 "purpose": body.purpose,
             }
-            if grant is not None:
-                claims["owner_authorization"] = grant.model_dump(exclude_none=True)
+            if authorization is not None:
+                claims["owner_authorization"] = authorization.model_dump(exclude_none=True)
+            if q.grant is not None:
+                claims["grant_id"] = q.grant.id
             token = jws.sign(claims, self.gateway_key, TYP)
             q.outcome = "issued"
             expires = datetime.fromtimestamp(now + ttl, UTC).isoformat().replace("+00:00", "Z")
@@ -314,14 +355,55 @@ class VinQuery:
     async def _attestation(self, q: QueryRecord, raw_vin: str) -> Attestation:
         assert q.account is not None
         q.vin = normalized_vin(raw_vin)  # before the attestation: it binds the normalized VIN
-        q.attestation = await self.verifier.check(
+        now = int(time.time())
+        q.attestation = attestation = await self.verifier.check(
             q.caller.attestation,
             account_id=q.account.id,
             normalized_vin=q.vin,
-            now=int(time.time()),
+            now=now,
             resolved=q.attestation_key,
         )
-        return q.attestation
+        if attestation.grant_id is not None:  # basis owner_granted (the verifier checked its form)
+            await self._grant(q, attestation.grant_id, attestation.purpose, now)
+        self._grant_policy(q, attestation.basis)
+        return attestation
+
+    async def _grant(self, q: QueryRecord, grant_id: str, purpose: str, now: int) -> GrantState:
+        """Step 3a: the grant, checked in this order (each a refused attestation, a signal)."""
+        assert q.account is not None and q.vin is not None
+        grant = await self.grants.grant(grant_id)
+        # unknown, pending (no grantee yet) and another workshop's grant all look the same
+        if (
+            grant is None
+            or grant.grantee_id is None
+            or not jws.constant_time_equal(grant.grantee_id, q.account.id)
+        ):
+            raise GrantUnknown()
+        q.grant = grant
+        if grant.revoked:
+            raise GrantRevoked()
+        if grant.valid_until < now:
+            raise GrantExpired()
+        vehicle = vehicle_pseudonym(self.vehicle_key, q.vin)
+        if not jws.constant_time_equal(vehicle, grant.vin_pseudonym):
+            raise GrantVehicleMismatch()
+        if purpose not in grant.purposes:
+            raise GrantPurposeOutOfScope()
+        return grant
+
+    def _grant_policy(self, q: QueryRecord, basis: str) -> None:
+        """Step 3b: where the grant policy applies, a basis other than owner_granted is counted
+        and flagged once per account and window (shadow) or refused (enforced)."""
+        assert q.account is not None
+        policy = self.settings.grant_policy
+        if basis == "owner_granted" or policy == "off":
+            return
+        if policy == "flagged" and not q.account.flagged:
+            return
+        if not self.settings.grant_policy_shadow:
+            raise OwnerGrantRequired()
+        GRANT_POLICY_SHADOW.labels(policy).inc()
+        self.consequences.shadow_hit(q.account.id, "grant_policy")
 
     @staticmethod
     def _valid_vin(q: QueryRecord, raw_vin: str) -> vinlib.DecodedVIN:
@@ -330,7 +412,7 @@ class VinQuery:
 
     async def _admit(self, q: QueryRecord) -> Decision:
         assert q.account is not None and q.decoded is not None
-        attestation, now = q.attestation, int(time.time())
+        attestation, grant, now = q.attestation, q.grant, int(time.time())
         q.decision = decision = await self.limiter.admit(
             q.account.id,
             jti=attestation.jti if attestation else None,
@@ -340,6 +422,10 @@ class VinQuery:
             vin=self.limiter.signals_of(q.decoded.vin),
             iat=attestation.iat if attestation else 0,
             iat_leeway=self.verifier.iat_leeway(attestation) if attestation else 0,
+            grant_id=grant.id if grant else None,
+            grant_max_uses=grant.max_uses if grant else None,
+            grant_ttl_s=grant.valid_until + GRANT_COUNTER_GRACE_S - now if grant else 0,
+            count_grant_use=q.endpoint != "issue_attestation",  # the query made with it counts
         )
         self.consequences.apply(q.account.id, decision)
         if decision.verdict == "replayed":
@@ -347,6 +433,8 @@ class VinQuery:
         if decision.verdict == "window_lost":  # issued before Redis lost the replay records
             retry = str(max(1, decision.retry_after))
             raise AttestationReplayWindowLost(headers={**decision.headers(), "Retry-After": retry})
+        if decision.verdict == "grant_exhausted":
+            raise GrantExhausted(headers=decision.headers())
         decision.raise_for_verdict()
         return decision
 

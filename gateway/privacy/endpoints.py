@@ -58,9 +58,11 @@ async def correct_me(
 @declares(ServiceUnavailable)
 async def cancel_me(account: CurrentAccount, state: StateDep) -> Response:
     """Cancel the account: its search-log rows (queued ones flushed first) are erased, then its
+    vehicles and grants (given and held; no search-log row stays linked to them), then its
     limiter and login-throttle keys in Redis, then the account itself. Rows under a legal hold
     stay until it is lifted (docs/searchlog.md)."""
     await state.searchlog.erase_account(account.id)
+    await state.grant_service.erase_account(account.id)
     await state.accounts.delete(account.id)
     return Response(status_code=204)
 
@@ -69,6 +71,7 @@ async def cancel_me(account: CurrentAccount, state: StateDep) -> Response:
 @declares(NotFound, ServiceUnavailable)
 async def export_me(account: CurrentAccount, state: StateDep) -> dict[str, Any]:
     data = await state.accounts.export(account.id)
+    data.update(await state.grant_service.export(account.id))  # vehicles, grants
     rows = await state.searchlog.rows_for_account(account.id)
     data["search_log"] = [r.model_dump() for r in rows]
     return data

@@ -1,7 +1,7 @@
 """One VIN query as the request path knows it, and the pseudonymized row it becomes.
 
 The row is built at once, in ``record``: nothing clear (VIN, account id, token, owner reference,
-full IP, user agent) ever sits in a queue, in Redis or in the log database.
+grant id, full IP, user agent) ever sits in a queue, in Redis or in the log database.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ class QueryEvent:
     client_ip: str | None = None
     user_agent: str | None = None
     latency_ms: float | None = None
+    grant_id: str | None = None  # only when the query was made under a grant of the caller
 
 
 def pseudonymize(event: QueryEvent, at: float, keyring: KeyRing, instance: str) -> Row:
@@ -81,4 +82,5 @@ def pseudonymize(event: QueryEvent, at: float, keyring: KeyRing, instance: str) 
         "ua_family": ua_family(event.user_agent),
         "latency_ms": None if event.latency_ms is None else round(event.latency_ms, 2),
         "instance": instance,
+        "grant_pseudonym": p("grant", event.grant_id),
     }

@@ -7,7 +7,10 @@ raw token, and nothing references the accounts database.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, UniqueConstraint
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Column, Index, UniqueConstraint, text
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -47,15 +50,29 @@ class SearchEvent(SearchEventBase, SearchLogModel, table=True):
 
     A subject's rows are found per key epoch: ``account_pseudonym = p AND at`` within the epoch's
     range (``(account_pseudonym, at)``, migration 0004); a row's ``key_epoch`` is the epoch of its
-    ``at``, so ``key_epoch`` needs no index of its own."""
+    ``at``, so ``key_epoch`` needs no index of its own.
+
+    ``grant_pseudonym``: the grant the query was made under (keyed, domain ``grant``), set
+    only when the grant resolved to the querying account; NULL otherwise, and once the grant
+    is forgotten (``SearchLog.forget_grants``). Not part of ``SearchEventBase``: exports and
+    disclosures show only whether a row was a grant use (``SearchEventPublic.granted``). Its
+    index is partial (rows with a grant only), migration 0005."""
 
     __tablename__ = "search_event"
     __table_args__ = (
         UniqueConstraint("event_id", "at", name="uq_search_event_event_id_at"),
         Index("ix_search_event_account_pseudonym_at", "account_pseudonym", "at"),
+        Index(
+            "ix_search_event_grant_pseudonym_at",
+            "grant_pseudonym",
+            "at",
+            postgresql_where=text("grant_pseudonym IS NOT NULL"),
+            sqlite_where=text("grant_pseudonym IS NOT NULL"),
+        ),
     )
     id: int | None = Field(default=None, primary_key=True)
     event_id: str = Field(max_length=32)  # random, assigned when the event is recorded
+    grant_pseudonym: str | None = Field(default=None, max_length=64)
 
 
 class LegalHold(SearchLogModel, table=True):
@@ -89,4 +106,24 @@ class SearchDailyCount(SearchLogModel, table=True):
 
 
 class SearchEventPublic(SearchEventBase):
-    pass
+    """A row as its account (export) or an admin (disclosure) sees it: whether it was a use of
+    an owner's grant, never which grant (its pseudonym)."""
+
+    granted: bool = False
+
+    @classmethod
+    def of(cls, row: SearchEvent) -> SearchEventPublic:
+        public = cls.model_validate(row, from_attributes=True)
+        public.granted = row.grant_pseudonym is not None
+        return public
+
+
+@dataclass(frozen=True, slots=True)
+class GrantUseRow:
+    """One use of a grant as its owner sees it (``SearchLog.grant_uses``)."""
+
+    at: datetime  # aware, UTC
+    endpoint: str
+    purpose: str | None
+    outcome: str
+    code: str | None

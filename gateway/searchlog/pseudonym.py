@@ -1,11 +1,12 @@
 """Keyed pseudonyms: HMAC-SHA256 with one key per domain and per epoch.
 
-Domains (``account``, ``vin``, ``owner_ref``, ``jti``) have separate keys so pseudonyms of
-different kinds cannot be linked. Keys rotate each epoch (a calendar month by default; ISO week
-or UTC day with ``VINGW_PSEUDONYM_EPOCH``) and live in a key file outside both databases
-(``<secrets dir>/pseudonym_keys.json`` by default, ``VINGW_PSEUDONYM_KEYS_FILE`` for a mounted
-secret). Destroying an epoch's keys makes that epoch's rows anonymous: nobody can
-recompute a pseudonym to find them any more.
+Domains (``account``, ``vin``, ``owner_ref``, ``jti``, ``grant``) have separate keys so
+pseudonyms of different kinds cannot be linked. Keys rotate each epoch (a calendar month by
+default; ISO week or UTC day with ``VINGW_PSEUDONYM_EPOCH``) and live in a key file outside both
+databases (``<secrets dir>/pseudonym_keys.json`` by default, ``VINGW_PSEUDONYM_KEYS_FILE`` for a
+mounted secret). Destroying an epoch's keys makes that epoch's rows anonymous: nobody can
+recompute a pseudonym to find them any more. An epoch created before a domain existed gets that
+domain's key added (its other keys unchanged) the first time one is needed.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from gateway.netaddr import network_of
 
-DOMAINS = ("account", "vin", "owner_ref", "jti")
+DOMAINS = ("account", "vin", "owner_ref", "jti", "grant")
 EPOCH_KINDS = ("month", "week", "day")
 
 
@@ -83,8 +84,18 @@ class KeyRing:
         self.reload()
 
     def reload(self) -> None:
-        """Re-read the key file (another process may have added or destroyed an epoch)."""
-        raw = json.loads(self.path.read_text() or "{}") if self.path.exists() else {}
+        """Re-read the key file (another process may have added or destroyed an epoch), under
+        a shared lock: writers truncate and rewrite it in place under an exclusive one, so an
+        unlocked read could see it empty or half written."""
+        try:
+            with open(self.path) as fh:
+                fcntl.flock(fh, fcntl.LOCK_SH)
+                raw = json.loads(fh.read() or "{}")
+        except FileNotFoundError:
+            raw = {}
+        self._load(raw)
+
+    def _load(self, raw: dict[str, dict[str, str]]) -> None:
         self._keys = {
             epoch: {d: base64.urlsafe_b64decode(k) for d, k in keys.items()}
             for epoch, keys in raw.items()
@@ -103,41 +114,51 @@ class KeyRing:
             label = self._day_epochs[day] = epoch_of(day * 86_400, self.epoch)
         return label
 
-    def _ensure(self, epoch: str) -> dict[str, bytes]:
-        keys = self._keys.get(epoch)
-        if keys is not None:
-            return keys
+    def _ensure(self, epoch: str, domain: str) -> bytes:
+        """The epoch's key of ``domain``, created under the file lock when missing: the whole
+        epoch (every domain) when the file has no such epoch, else only the missing domain
+        (an epoch created before the domain existed: its other keys are kept as they are).
+        Whatever another process wrote meanwhile is re-read under the lock and wins."""
+        key = self._keys.get(epoch, {}).get(domain)
+        if key is not None:
+            return key
+        if domain not in DOMAINS:
+            raise ValueError(f"unknown pseudonym domain {domain!r}")
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         with os.fdopen(fd, "r+") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             raw = json.loads(fh.read() or "{}")
-            if epoch not in raw:
-                raw[epoch] = {
-                    d: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode() for d in DOMAINS
-                }
+            keys = raw.setdefault(epoch, {})
+            missing = [d for d in DOMAINS if d not in keys]
+            if missing:
+                for d in missing:
+                    keys[d] = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
                 fh.seek(0)
                 fh.truncate()
                 fh.write(json.dumps(raw, sort_keys=True))
                 fh.flush()
                 os.fsync(fh.fileno())
-        self.reload()
-        return self._keys[epoch]
+            self._load(raw)  # the file as it is under the lock
+        return self._keys[epoch][domain]
 
     def pseudonym(self, domain: str, value: str, epoch: str) -> str:
         mac = self._macs.get((epoch, domain))
         if mac is None:
-            key = self._ensure(epoch)[domain]
+            key = self._ensure(epoch, domain)
             mac = self._macs[(epoch, domain)] = hmac.new(key, None, "sha256")
         keyed = mac.copy()
         keyed.update(value.encode())
         return keyed.hexdigest()[:32]
 
     def all_pseudonyms(self, domain: str, value: str) -> dict[str, str]:
-        """The value's pseudonym under every live epoch key (to find a subject's rows)."""
+        """The value's pseudonym under every live epoch key (to find a subject's rows). An
+        epoch without a key of ``domain`` (created before the domain existed) has no rows
+        under it and is left out."""
         return {
             epoch: hmac.new(keys[domain], value.encode(), hashlib.sha256).hexdigest()[:32]
             for epoch, keys in self._keys.items()
+            if domain in keys
         }
 
     def destroy(self, epoch: str) -> bool:

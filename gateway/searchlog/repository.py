@@ -26,7 +26,8 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, not_, or_, text, true, union_all
+from sqlalchemy import and_, delete, func, not_, or_, text, true, union_all, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import aliased
@@ -109,7 +110,9 @@ class SearchLogRepository:
         if self.partitioned:
             inserted = await self._executemany_returning(connection, stmt, rows)
         else:
-            inserted = list((await connection.execute(stmt, list(rows))).all())
+            keys = {key for row in rows for key in row}  # rows queued by older releases
+            params = [row if len(row) == len(keys) else dict.fromkeys(keys) | row for row in rows]
+            inserted = list((await connection.execute(stmt, params)).all())
         await self._add_to_rollups(inserted)
         await self.session.commit()
         return len(inserted)
@@ -272,6 +275,55 @@ class SearchLogRepository:
             if (await self._execute(self.epoch_probe(epoch))).first() is not None:
                 live.add(epoch)
         return live
+
+    # --- owner grants -------------------------------------------------------------------------
+
+    @staticmethod
+    def grant_uses_query(pseudonyms: Collection[str], since: int, limit: int) -> Any:
+        """The newest ``limit`` rows under any of a grant's pseudonyms (one per key epoch) from
+        ``since`` on: one ``IN`` over the partial index ``(grant_pseudonym, at)``; on PostgreSQL
+        pruned to the partitions from ``since`` on."""
+        return (
+            sa_select(
+                col(SearchEvent.at),
+                col(SearchEvent.endpoint),
+                col(SearchEvent.purpose),
+                col(SearchEvent.outcome),
+                col(SearchEvent.code),
+            )
+            .where(col(SearchEvent.grant_pseudonym).in_(sorted(pseudonyms)))
+            .where(col(SearchEvent.at) >= since)
+            .order_by(col(SearchEvent.at).desc(), col(SearchEvent.id).desc())
+            .limit(limit)
+        )
+
+    async def grant_uses(
+        self, pseudonyms: Collection[str], *, since: int, limit: int
+    ) -> list[tuple[int, str, str | None, str, str | None]]:
+        if not pseudonyms:
+            return []
+        result = await self._execute(self.grant_uses_query(pseudonyms, since, limit))
+        return [(int(at), e, p, o, c) for at, e, p, o, c in result.all()]
+
+    async def forget_grants(
+        self, pseudonyms: Collection[str], *, since: int, until: int | None = None
+    ) -> int:
+        """Unlink rows from their grants: ``grant_pseudonym`` set NULL on every row under one
+        of ``pseudonyms`` with ``since <= at`` (``< until`` when given). The rows stay (they
+        are the grantee's). Returns how many rows were unlinked."""
+        if not pseudonyms:
+            return 0
+        statement = (
+            update(SearchEvent)
+            .where(col(SearchEvent.grant_pseudonym).in_(sorted(pseudonyms)))
+            .where(col(SearchEvent.at) >= since)
+            .values(grant_pseudonym=None)
+        )
+        if until is not None:
+            statement = statement.where(col(SearchEvent.at) < until)
+        result = await self._execute(statement)
+        await self.session.commit()
+        return int(result.rowcount or 0)
 
     # --- legal holds --------------------------------------------------------------------------
 

@@ -6,6 +6,10 @@ facade's ``flush``: events still queued for the account reach the database first
 rows are kept at least ``retention_days`` (floor) and are gone by ``retention_days +
 grace_days`` (ceiling), never while held; the keys of epochs past the floor with no row left
 are destroyed. Queries live in ``repository``.
+
+Owner grants: a grant's uses are found by recomputing its pseudonym (domain ``grant``) under
+every live epoch key since the grant was created; forgetting a grant unlinks its rows (they
+stay the grantee's) and marks its pseudonyms so that queued events are written unlinked.
 """
 
 from __future__ import annotations
@@ -13,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.db import Database
 from gateway.searchlog import metrics
-from gateway.searchlog.models import SearchEventPublic
+from gateway.searchlog.models import GrantUseRow, SearchEventPublic
 from gateway.searchlog.options import SearchLogOptions
 from gateway.searchlog.pseudonym import KeyRing, epoch_bounds, month_start, next_month
 from gateway.searchlog.repository import SearchLogRepository, Subject
@@ -27,6 +32,7 @@ log = logging.getLogger("vin_gateway.searchlog")
 
 DAY = 86_400
 STATS_FIELDS = ("make", "model_year", "country_code", "outcome", "code")
+GRANT_USES_LIMIT = 1000  # the newest uses of a grant an owner is shown
 
 
 class RightsAndRetention:
@@ -38,14 +44,17 @@ class RightsAndRetention:
         *,
         settle: Callable[[str | None], Awaitable[None]],
         tombstone: Callable[[list[str]], Awaitable[None]] | None = None,
+        forget: Callable[[list[str]], Awaitable[None]] | None = None,
     ) -> None:
         self.db = db
         self.keyring = keyring
         self.o = options
         # makes every event recorded so far (of one account, or of all: None) visible in the
-        # database; ``tombstone``: queued events of these erased pseudonyms must never land
+        # database; ``tombstone``: queued events of these erased pseudonyms must never land;
+        # ``forget``: queued events of these grant pseudonyms must land without them
         self.settle = settle
         self.tombstone = tombstone
+        self.forget = forget
         self.task: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -60,7 +69,7 @@ class RightsAndRetention:
         pseudonyms = self._pseudonyms(account_id)
         async with self.db.session() as session:
             rows = await SearchLogRepository(session).rows_for(pseudonyms)
-        return [SearchEventPublic.model_validate(r, from_attributes=True) for r in rows]
+        return [SearchEventPublic.of(r) for r in rows]
 
     async def erase_account(self, account_id: str) -> int:
         """Erase the account's rows, queued ones included (settled first). Rows under legal
@@ -75,6 +84,73 @@ class RightsAndRetention:
         await self.settle(account_id)
         async with self.db.session() as session:
             return await SearchLogRepository(session).delete_for(pseudonyms, keep=held)
+
+    # --- owner grants -------------------------------------------------------------------------
+
+    def _grant_pseudonyms(self, grant_id: str, since: int) -> set[str]:
+        """The grant's pseudonym under every live key of an epoch that ends after ``since``
+        (the key ring as last reloaded). Destroyed epochs have none: their rows stay unread."""
+        return {
+            pseudonym
+            for epoch, pseudonym in self.keyring.all_pseudonyms("grant", grant_id).items()
+            if epoch_bounds(epoch)[1] > since
+        }
+
+    async def _settle_accounts(self, accounts: Collection[str] | None) -> None:
+        """Settle the given accounts' events (their shards only), or every event (None)."""
+        if accounts is None:
+            await self.settle(None)
+            return
+        for account_id in sorted(set(accounts)):
+            await self.settle(account_id)
+
+    async def grant_uses(
+        self, grant_id: str, *, since: int, grantee: str | None = None
+    ) -> list[GrantUseRow]:
+        """The newest ``GRANT_USES_LIMIT`` uses of a grant since ``since`` (its creation),
+        newest first, queued ones included (settled first: the grantee's shard when
+        ``grantee`` is given, else every shard)."""
+        await self._settle_accounts(None if grantee is None else [grantee])
+        self.keyring.reload()  # after the settle: every written row's epoch key is in the file
+        pseudonyms = self._grant_pseudonyms(grant_id, since)
+        async with self.db.session() as session:
+            rows = await SearchLogRepository(session).grant_uses(
+                pseudonyms, since=since, limit=GRANT_USES_LIMIT
+            )
+        return [
+            GrantUseRow(
+                at=datetime.fromtimestamp(at, UTC),
+                endpoint=endpoint,
+                purpose=purpose,
+                outcome=outcome,
+                code=code,
+            )
+            for at, endpoint, purpose, outcome, code in rows
+        ]
+
+    async def forget_grants(
+        self, grants: list[tuple[str, int]], *, grantees: Collection[str] | None = None
+    ) -> int:
+        """Unlink every row of these grants ((grant id, created_at)) from them: queued ones
+        too (marked before the settle, so none is written with its pseudonym afterwards).
+        The rows themselves stay: they are the grantees' own queries. Returns how many rows
+        were unlinked (queued events unlinked on their way are not counted)."""
+        if not grants:
+            return 0
+        # the current epoch's pseudonym too, even before its first event (one may be in flight)
+        current = self.keyring.epoch_of(time.time())
+        for grant_id, _ in grants:
+            self.keyring.pseudonym("grant", grant_id, current)
+        self.keyring.reload()
+        pseudonyms: set[str] = set()
+        for grant_id, created_at in grants:
+            pseudonyms |= self._grant_pseudonyms(grant_id, created_at)
+        if self.forget is not None:
+            await self.forget(sorted(pseudonyms))
+        await self._settle_accounts(grantees)
+        since = min(created_at for _, created_at in grants)
+        async with self.db.session() as session:
+            return await SearchLogRepository(session).forget_grants(pseudonyms, since=since)
 
     async def daily_counts(self, days: int) -> tuple[int, list[dict[str, Any]]]:
         await self.settle(None)

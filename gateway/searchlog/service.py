@@ -5,7 +5,8 @@
   Redis Stream every ship interval, or, embedded, inserts them every flush interval);
 * ``writer``: batch inserts and the stream consumer (consumer group, reclaim, idempotent
   inserts, ack, drain; retries with backoff and bounded memory while the database is down);
-* ``rights``: export, erasure, daily counts, legal hold, purge and the maintenance task;
+* ``rights``: export, erasure, grant uses and forgotten grants, daily counts, legal hold,
+  purge and the maintenance task;
 * ``options``: the tunables, built from ``Settings`` only.
 
 ``start`` starts the background tasks, ``stop`` (SIGTERM) ends them and ships or writes what is
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Collection
 from typing import Any
 
 from gateway.config import Settings
@@ -24,7 +26,7 @@ from gateway.db import Database
 from gateway.exceptions import ServiceUnavailable
 from gateway.searchlog import metrics
 from gateway.searchlog.events import SHARD, QueryEvent, pseudonymize, shard_of
-from gateway.searchlog.models import SearchEventPublic
+from gateway.searchlog.models import GrantUseRow, SearchEventPublic
 from gateway.searchlog.options import (
     BLOCK_MS,
     DRAIN_TIMEOUT_S,
@@ -38,7 +40,7 @@ from gateway.searchlog.shipping import Outbox, StreamSink
 from gateway.searchlog.stream import StreamQueue, consumer_name
 from gateway.searchlog.writer import BatchWriter, StreamConsumer
 
-__all__ = ["QueryEvent", "SearchLog", "SearchLogOptions"]
+__all__ = ["GrantUseRow", "QueryEvent", "SearchLog", "SearchLogOptions"]
 
 log = logging.getLogger("vin_gateway.searchlog")
 
@@ -87,8 +89,15 @@ class SearchLog:
                 unavailable="The search-log queue is unavailable",
             )
             self.consumer = StreamConsumer(self.stream, self.writer, options)
+        # grant pseudonyms this process forgot -> when: never recorded with them again
+        self._forgotten: dict[str, float] = {}
         self.rights = RightsAndRetention(
-            db, keyring, options, settle=self._settle, tombstone=self._tombstone
+            db,
+            keyring,
+            options,
+            settle=self._settle,
+            tombstone=self._tombstone,
+            forget=self._forget,
         )
 
     @classmethod
@@ -108,6 +117,8 @@ class SearchLog:
     def record(self, event: QueryEvent, at: float | None = None) -> None:
         """Pseudonymize and buffer one event: no I/O on the request path."""
         row = pseudonymize(event, time.time() if at is None else at, self.keyring, self.instance)
+        if self._forgotten and row["grant_pseudonym"] in self._forgotten:
+            row["grant_pseudonym"] = None  # a request still in flight when its grant went
         if self.stream is not None:  # the account's shard (stripped before the row is stored)
             row[SHARD] = shard_of(event.account_id, self.o.shards)
         metrics.EVENTS.labels("recorded").inc()
@@ -238,6 +249,20 @@ class SearchLog:
         except Exception as exc:
             raise ServiceUnavailable("The search-log queue is unavailable") from exc
 
+    async def _forget(self, pseudonyms: list[str]) -> None:
+        """Forgotten grants: this process records no event with these pseudonyms any more,
+        and (with Redis) every consumer writes the queued ones without them."""
+        now = time.time()
+        cut = now - self.o.tombstone_ttl_s
+        self._forgotten = {p: t for p, t in self._forgotten.items() if t > cut}
+        self._forgotten.update(dict.fromkeys(pseudonyms, now))
+        if self.stream is None:
+            return  # embedded: nothing is queued outside this process's outbox
+        try:
+            await self.stream.forget(pseudonyms, now, self.o.tombstone_ttl_s)
+        except Exception as exc:
+            raise ServiceUnavailable("The search-log queue is unavailable") from exc
+
     async def drain(self, timeout_s: float | None = None) -> None:
         """``vin-gateway searchlog-writer --drain``: write what the stream holds, then return."""
         assert self.consumer is not None, "draining needs Redis"
@@ -258,6 +283,24 @@ class SearchLog:
         """Erase the account's rows, queued ones included (flushed first). Rows under legal
         hold stay until the hold is lifted (docs/searchlog.md)."""
         return await self.rights.erase_account(account_id)
+
+    async def grant_uses(
+        self, grant_id: str, *, since: int, grantee: str | None = None
+    ) -> list[GrantUseRow]:
+        """A grant's uses (its grantee's queries under it) from ``since`` (the grant's
+        created_at, epoch s) on, newest first, at most ``rights.GRANT_USES_LIMIT``; events
+        still queued are written first (only the ``grantee``'s shard when given, else
+        every shard). Epochs whose keys retention destroyed yield nothing."""
+        return await self.rights.grant_uses(grant_id, since=since, grantee=grantee)
+
+    async def forget_grants(
+        self, grants: list[tuple[str, int]], *, grantees: Collection[str] | None = None
+    ) -> int:
+        """Unlink the rows of these grants ((grant id, created_at epoch s)): their grant
+        pseudonym becomes NULL, queued events included; the rows stay. ``grantees``: the
+        accounts the grants were given to, when known: only their shards are drained (empty:
+        no grant was ever redeemed, so none has a use to wait for); None: every shard."""
+        return await self.rights.forget_grants(grants, grantees=grantees)
 
     async def daily_counts(self, days: int) -> tuple[int, list[dict[str, Any]]]:
         return await self.rights.daily_counts(days)

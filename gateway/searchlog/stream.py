@@ -20,7 +20,9 @@ the one stream is ``<stream>`` itself, as before shards existed; that stream is 
 shard while it exists (an upgrade from the unsharded queue loses nothing either).
 
 Erasure tombstones: the sorted set ``<stream>:erased`` (account pseudonym -> when it was
-erased) tells consumers which queued events must never be inserted (``writer``).
+erased) tells consumers which queued events must never be inserted (``writer``). Forgotten
+grants: the sorted set ``<stream>:forgotten`` (grant pseudonym -> when it was forgotten) tells
+them which queued events must be inserted without their grant pseudonym.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ class StreamQueue:
         self.shards = shards
         self.registry = f"{stream}:shards"  # every N any process used
         self.erased_key = f"{stream}:erased"  # tombstones: account pseudonym -> erased at
+        self.forgotten_key = f"{stream}:forgotten"  # grant pseudonym -> forgotten at
         # its own connection pool: blocking reads must not share the request path's short
         # socket timeout, and a slow log pipeline must not hold request-path connections
         # (``cluster``: a RedisCluster, each stream key routed to its slot's master)
@@ -279,20 +282,37 @@ class StreamQueue:
         """Record that these account pseudonyms were erased at ``at``: consumers drop their
         queued events for ``ttl_s`` (older tombstones are pruned here; the set expires
         ``ttl_s`` after the last erasure)."""
-        if not pseudonyms:
-            return
-        async with self.redis.pipeline(transaction=True) as pipe:  # one key: one slot
-            pipe.zadd(self.erased_key, dict.fromkeys(pseudonyms, at))
-            pipe.zremrangebyscore(self.erased_key, "-inf", at - ttl_s)
-            pipe.expire(self.erased_key, int(ttl_s) + 1)
-            await pipe.execute()
+        await self._mark(self.erased_key, pseudonyms, at, ttl_s)
 
     async def erased(self, pseudonyms: Collection[str], now: float, ttl_s: float) -> set[str]:
         """Which of these account pseudonyms have a live tombstone."""
+        return await self._marked(self.erased_key, pseudonyms, now, ttl_s)
+
+    async def forget(self, pseudonyms: Collection[str], at: float, ttl_s: float) -> None:
+        """Record that these grant pseudonyms were forgotten at ``at``: for ``ttl_s``,
+        consumers insert their queued events without them (pruned and expiring as above)."""
+        await self._mark(self.forgotten_key, pseudonyms, at, ttl_s)
+
+    async def forgotten(self, pseudonyms: Collection[str], now: float, ttl_s: float) -> set[str]:
+        """Which of these grant pseudonyms were forgotten (within ``ttl_s``)."""
+        return await self._marked(self.forgotten_key, pseudonyms, now, ttl_s)
+
+    async def _mark(self, key: str, pseudonyms: Collection[str], at: float, ttl_s: float) -> None:
+        if not pseudonyms:
+            return
+        async with self.redis.pipeline(transaction=True) as pipe:  # one key: one slot
+            pipe.zadd(key, dict.fromkeys(pseudonyms, at))
+            pipe.zremrangebyscore(key, "-inf", at - ttl_s)
+            pipe.expire(key, int(ttl_s) + 1)
+            await pipe.execute()
+
+    async def _marked(
+        self, key: str, pseudonyms: Collection[str], now: float, ttl_s: float
+    ) -> set[str]:
         unique = list(dict.fromkeys(pseudonyms))
         if not unique:
             return set()
-        scores = await self.redis.zmscore(self.erased_key, unique)
+        scores = await self.redis.zmscore(key, unique)
         return {p for p, s in zip(unique, scores, strict=True) if s is not None and s > now - ttl_s}
 
 

@@ -13,7 +13,9 @@ start, entries other consumers hold included.
 Erasure tombstones are honoured: an entry whose account pseudonym was erased is acknowledged
 and never inserted, and the tombstones are checked again after each insert, so a batch read
 before an erasure began and inserted after that erasure deleted the account's rows is deleted
-again (nothing queued before an erasure lands after it).
+again (nothing queued before an erasure lands after it). Forgotten grants alike: an entry whose
+grant pseudonym was forgotten is inserted without it, and rows a batch inserted with it while
+the grant was being forgotten are unlinked again.
 """
 
 from __future__ import annotations
@@ -99,6 +101,24 @@ class BatchWriter:
             repo = SearchLogRepository(session)
             for epoch, pseudonym in sorted(subjects):
                 await repo.delete_for({epoch: pseudonym})
+
+    async def unlink(self, rows: list[Row]) -> None:
+        """Set NULL the grant pseudonym of rows stored with one of these rows' grant
+        pseudonyms (forgotten while the batch was being inserted), within the rows' time
+        range; shielded like an insert."""
+        task = asyncio.ensure_future(self._unlink_now(rows))
+        self._inflight.add(task)
+        task.add_done_callback(_settled)
+        task.add_done_callback(self._inflight.discard)
+        await asyncio.shield(task)
+
+    async def _unlink_now(self, rows: list[Row]) -> None:
+        pseudonyms = {row["grant_pseudonym"] for row in rows}
+        ats = [int(row["at"]) for row in rows]
+        async with self.db.session() as session:
+            await SearchLogRepository(session).forget_grants(
+                pseudonyms, since=min(ats), until=max(ats) + 1
+            )
 
     def failed(self, exc: BaseException, waiting: int) -> None:
         self.write_failures += 1
@@ -231,6 +251,14 @@ class StreamConsumer:
             [row["account_pseudonym"] for row in rows], time.time(), self.o.tombstone_ttl_s
         )
 
+    async def _forgotten(self, rows: list[Row]) -> set[str]:
+        """The forgotten grant pseudonyms among these rows' (no round trip when no row has
+        one: most batches)."""
+        granted = [p for row in rows if (p := row.get("grant_pseudonym"))]
+        if not granted:
+            return set()
+        return await self.stream.forgotten(granted, time.time(), self.o.tombstone_ttl_s)
+
     async def store(self, batch: dict[str, list[Entry]], deadline: float | None = None) -> None:
         """Insert one batch (entries of one or more shards; retrying with backoff while the
         database is down), then ack it.
@@ -240,6 +268,10 @@ class StreamConsumer:
         began meanwhile are deleted, before the ack: an erasure deletes what was inserted
         before it, the writer what was inserted after (``tests/searchlog/test_shards.py``).
 
+        Rows of forgotten grants are inserted without their grant pseudonym, and after the
+        insert the rows of grants forgotten meanwhile (or inserted with it by an earlier
+        delivery of this batch) are unlinked, the same way.
+
         Only this batch is held in memory; the rest waits in the stream. Cancelled or killed
         before the ack, the entries stay pending and are reclaimed; the insert is idempotent.
         """
@@ -248,6 +280,13 @@ class StreamConsumer:
         kept = [row for row in rows if row["account_pseudonym"] not in erased]
         if erased:
             metrics.EVENTS.labels("erased").inc(len(rows) - len(kept))
+        forgotten = await self._forgotten(kept)
+        linked = [row for row in kept if row.get("grant_pseudonym")]
+        if forgotten:
+            kept = [
+                {**row, "grant_pseudonym": None} if row.get("grant_pseudonym") in forgotten else row
+                for row in kept
+            ]
         await self._retrying(self.writer.insert, kept, len(kept), deadline)
         late = await self._erased(kept) if kept else set()
         if gone := {
@@ -258,6 +297,11 @@ class StreamConsumer:
             # ``late``: erased while this batch was being inserted; ``erased``: this may be a
             # redelivery of a batch that was inserted, but not checked again, before
             await self._retrying(self.writer.erase, gone, len(rows), deadline)
+        unlinked = forgotten | await self._forgotten(
+            [row for row in linked if row["grant_pseudonym"] not in forgotten]
+        )
+        if unlink := [row for row in linked if row["grant_pseudonym"] in unlinked]:
+            await self._retrying(self.writer.unlink, unlink, len(rows), deadline)
         self.writer.recovered()
         for key, entries in batch.items():
             await self.stream.ack(key, [eid for eid, _ in entries])

@@ -21,11 +21,17 @@ Order of checks (each refusal's code in brackets):
  8. lifetime, iat in the future, exp               [attestation_lifetime_too_long,
                                                     attestation_not_yet_valid, attestation_expired]
  9. vin_sha256 against the body's VIN              [attestation_vin_mismatch]
-10. basis, purpose, owner authorization            [attestation_basis_invalid,
-                                                    attestation_purpose_invalid,
-                                                    owner_authorization_missing,
+10. basis, purpose; owner_authorized: the owner    [attestation_basis_invalid,
+    authorization; owner_granted: the grant_id      attestation_purpose_invalid,
+    claim's form                                    owner_authorization_missing,
                                                     owner_authorization_expired,
-                                                    purpose_out_of_scope]
+                                                    purpose_out_of_scope,
+                                                    attestation_malformed]
+
+A ``grant_id`` is only checked for its form here. Whether the grant exists, is the caller's,
+and covers this vehicle and purpose needs the accounts database: that is the request path's
+grant step, right after ``check`` (``gateway.lookups.service.VinQuery._grant``), and the use
+count is decided in the admission round trip.
 """
 
 from __future__ import annotations
@@ -60,9 +66,11 @@ from gateway.security.exceptions import (
 )
 
 TYP = "vin-attestation+jwt"
-BASES = frozenset({"owner", "owner_authorized"})
+BASES = frozenset({"owner", "owner_authorized", "owner_granted"})
 PURPOSES = frozenset({"parts_inquiry", "maintenance"})
 _JTI = re.compile(r"[A-Za-z0-9_-]{16,128}")
+#: A grant id's form (``grt_`` and 20 hex digits today; up to 32 characters accepted).
+GRANT_ID = re.compile(r"grt_[A-Za-z0-9_-]{1,28}")
 _UNDERSTOOD_CRIT: frozenset[str] = frozenset()
 #: How far apart the gateways' clocks (NTP-synchronized servers) and Redis's may be: the
 #: ``iat`` of a gateway-issued attestation is a gateway's clock, never a client's.
@@ -83,6 +91,7 @@ class Attestation:
     owner_ref: str | None
     owner_valid_until: int | None
     token_sha256: str
+    grant_id: str | None = None  # basis owner_granted: the grant named (checked after this)
 
 
 def vin_digest(normalized_vin: str) -> str:
@@ -199,7 +208,7 @@ class AttestationVerifier:
             raise AttestationExpired()
         if not jws.constant_time_equal(claims["vin_sha256"], vin_digest(normalized_vin)):
             raise AttestationVinMismatch()
-        owner_ref, valid_until = self._check_basis(claims, now)
+        owner_ref, valid_until, grant_id = self._check_basis(claims, now)
         return Attestation(
             kid=kid,
             gateway_issued=gateway_issued,
@@ -211,6 +220,7 @@ class AttestationVerifier:
             owner_ref=owner_ref,
             owner_valid_until=valid_until,
             token_sha256=hashlib.sha256(token.encode()).hexdigest(),
+            grant_id=grant_id,
         )
 
     @staticmethod
@@ -228,14 +238,22 @@ class AttestationVerifier:
             raise AttestationMalformed("claim 'jti' must be 16 to 128 URL-safe characters")
 
     @staticmethod
-    def _check_basis(claims: dict[str, Any], now: int) -> tuple[str | None, int | None]:
+    def _check_basis(claims: dict[str, Any], now: int) -> tuple[str | None, int | None, str | None]:
+        """(owner_authorization ref, its valid_until, grant_id) as the basis needs them."""
         basis, purpose = claims["basis"], claims["purpose"]
         if basis not in BASES:
             raise AttestationBasisInvalid()
         if purpose not in PURPOSES:
             raise AttestationPurposeInvalid()
         if basis == "owner":
-            return None, None
+            return None, None, None
+        if basis == "owner_granted":
+            grant_id = claims.get("grant_id")
+            if not isinstance(grant_id, str) or not GRANT_ID.fullmatch(grant_id):
+                raise AttestationMalformed(
+                    "claim 'grant_id' is missing or not a grant id (grt_..., at most 32 characters)"
+                )
+            return None, None, grant_id
         auth = claims.get("owner_authorization")
         if auth is None:
             raise OwnerAuthorizationMissing()
@@ -253,4 +271,4 @@ class AttestationVerifier:
                 raise AttestationMalformed("owner_authorization.scope must be a list of purposes")
             if purpose not in scope:
                 raise PurposeOutOfScope()
-        return ref, valid_until
+        return ref, valid_until, None

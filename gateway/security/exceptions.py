@@ -79,7 +79,7 @@ class AttestationVinMismatch(AttestationError):
 
 class AttestationBasisInvalid(AttestationError):
     code = "attestation_basis_invalid"
-    title = "The attestation states no valid basis (owner or owner_authorized)"
+    title = "The attestation states no valid basis (owner, owner_authorized or owner_granted)"
 
 
 class AttestationPurposeInvalid(AttestationError):
@@ -98,3 +98,41 @@ class OwnerAuthorizationExpired(AttestationError):
 
 class PurposeOutOfScope(AttestationError):
     code, title = "purpose_out_of_scope", "The purpose is outside the owner's authorization scope"
+
+
+# --- basis owner_granted: the grant step (gateway/lookups/service.py, after the verifier) ---
+
+
+class GrantUnknown(AttestationError):
+    """No such grant, a grant of another workshop, or one still pending: all look the same."""
+
+    code, title = "grant_unknown", "No active grant with this id is held by this account"
+
+
+class GrantRevoked(AttestationError):
+    code, title = "grant_revoked", "The owner revoked this grant"
+
+
+class GrantExpired(AttestationError):
+    code, title = "grant_expired", "The grant has run out (valid_until has passed)"
+
+
+class GrantVehicleMismatch(AttestationError):
+    code, title = "grant_vehicle_mismatch", "The grant is for another vehicle"
+
+
+class GrantPurposeOutOfScope(AttestationError):
+    code, title = "grant_purpose_out_of_scope", "The purpose is outside the grant's purposes"
+
+
+class GrantExhausted(AttestationError):
+    """Decided in the admission round trip: the grant's ``max_uses`` queries were admitted."""
+
+    code, title = "grant_exhausted", "The grant's number of queries is used up"
+
+
+class OwnerGrantRequired(Forbidden):
+    """The operator's grant policy (``VINGW_GRANT_POLICY``) requires basis ``owner_granted``
+    for this account. Not an attestation refusal and not a suspicious-usage signal."""
+
+    code, title = "owner_grant_required", "This account may only query under an owner's grant"

@@ -6,6 +6,8 @@
  * - the search history (terms 2.2 B) is the only place a VIN is kept: in this browser's
  *   localStorage, per account, at most HISTORY_MAX entries for HISTORY_DAYS days, never sent
  *   anywhere; the user can delete one entry, clear it, or turn it off (which deletes it);
+ * - the VINs of the vehicles an owner declared are kept in this browser too, and only there
+ *   (grants.js says how);
  * - the access token and the query shown live in the variables below only (a reload logs out);
  * - nothing is written to the console;
  * - every request goes to this gateway (relative URLs; the CSP allows nothing else).
@@ -31,8 +33,18 @@
   let fieldErrors = new Map(); // field id -> {key, params}
   let countdown = null; // {deadline (ms), timer} of the Retry-After shown
   let admin = null; // the operators' console (admin.js), for admins
+  let grantsUi = null; // vehicles, grants and the workshop's side (grants.js)
 
-  const SCREENS = ["login", "register", "lookup", "data", "console"];
+  const SCREENS = [
+    "login",
+    "register",
+    "lookup",
+    "vehicles",
+    "grants",
+    "workshop",
+    "data",
+    "console",
+  ];
   const $ = (id) => document.getElementById(id);
 
   /** A DOM element with attributes and text/element children (never innerHTML). */
@@ -59,6 +71,9 @@
     $("nav").hidden = token === null;
     for (const [id, screen] of [
       ["nav-lookup", "lookup"],
+      ["nav-vehicles", "vehicles"],
+      ["nav-grants", "grants"],
+      ["nav-workshop", "workshop"],
       ["nav-data", "data"],
       ["nav-console", "console"],
     ]) {
@@ -153,7 +168,7 @@
   function unmarkOnEdit(event) {
     const target = event.target;
     if (!target || !target.id) return;
-    const id = target.name === "basis" ? "basis-group" : target.id;
+    const id = target.dataset.mark || (target.name === "basis" ? "basis-group" : target.id);
     if (fieldErrors.delete(id)) renderFieldErrors();
   }
 
@@ -327,6 +342,14 @@
     purpose: "decl.purpose",
     "owner_authorization.ref": "decl.ref",
     "owner_authorization.valid_until": "decl.until",
+    grant_id: "decl.grant",
+    label: "vehicles.label",
+    vehicle_id: "grants.vehicle",
+    purposes: "grants.purposes",
+    valid_until: "grants.until",
+    max_uses: "grants.maxUses",
+    workshop_code: "grants.workshopCode",
+    code: "workshop.code",
     email: "field.email",
     password: "field.password",
     company: "field.company",
@@ -655,6 +678,7 @@
       renderHistory();
       show("lookup");
       say("login.done");
+      await grantsUi.loadGrants({ quiet: true }); // the grants received, for the declaration
     });
   }
 
@@ -682,6 +706,8 @@
     $("nav-console").hidden = true;
     $("history-list").replaceChildren();
     if (admin) admin.reset();
+    if (grantsUi) grantsUi.reset();
+    renderGrantChoice();
     show("login");
     say(messageKey || "login.loggedOut");
   }
@@ -703,6 +729,59 @@
     $("auth-until").required = basis === "owner_authorized";
     $("neither-info").hidden = basis !== "neither";
     $("purpose-box").hidden = basis === "neither";
+    $("grant-box").hidden = basis !== "owner_granted";
+    syncGrantChoice();
+  }
+
+  /** The received active grants as the choices of the "grant" declaration; the purposes the
+   * chosen grant does not cover cannot be picked. */
+  function renderGrantChoice() {
+    const select = $("grant-choice");
+    const keep = select.value;
+    const active = grantsUi ? grantsUi.activeReceived() : [];
+    select.replaceChildren(
+      ...active.map((g) => el("option", { value: g.id }, grantsUi.receivedLabel(g))),
+    );
+    if (active.some((g) => g.id === keep)) select.value = keep;
+    $("grant-pick").hidden = active.length === 0;
+    $("grant-none").hidden = active.length !== 0;
+    syncGrantChoice();
+  }
+
+  function syncGrantChoice() {
+    const chosen = document.querySelector("input[name=basis]:checked");
+    const granted = chosen && chosen.value === "owner_granted";
+    const grant =
+      granted && grantsUi
+        ? grantsUi.activeReceived().find((g) => g.id === $("grant-choice").value)
+        : null;
+    const allowed = grant && Array.isArray(grant.purposes) ? grant.purposes : null;
+    const purpose = $("purpose");
+    for (const option of purpose.options) {
+      option.disabled = Boolean(allowed) && !allowed.includes(option.value);
+    }
+    if (allowed && allowed.length && !allowed.includes(purpose.value)) purpose.value = allowed[0];
+  }
+
+  async function chooseGranted() {
+    const chosen = document.querySelector("input[name=basis]:checked");
+    if (!chosen || chosen.value !== "owner_granted" || !grantsUi) return;
+    await grantsUi.loadGrants({ quiet: true });
+    renderGrantChoice();
+  }
+
+  /** "Use for a lookup" on a received grant: the lookup form with that grant as declaration. */
+  function useGrant(grantId) {
+    clearMessages();
+    clearFields();
+    show("lookup", { focus: false });
+    $("basis-granted").checked = true;
+    syncDeclaration();
+    renderGrantChoice();
+    $("grant-choice").value = grantId;
+    syncGrantChoice();
+    say("decl.grantChosen");
+    $("vin").focus();
   }
 
   /** The user's declaration from the form, {neither: true}, or null (with the fields marked). */
@@ -716,6 +795,16 @@
     }
     if (chosen.value === "neither") return { neither: true };
     const declaration = { basis: chosen.value, purpose: $("purpose").value };
+    if (chosen.value === "owner_granted") {
+      const grantId = $("grant-pick").hidden ? "" : $("grant-choice").value;
+      if (!grantId) {
+        simpleAlert("decl.noGrantTitle", "decl.noGrant");
+        markFields({ "basis-group": { key: "fieldError.grant" } });
+        $("basis-granted").focus();
+        return null;
+      }
+      declaration.grant_id = grantId;
+    }
     if (chosen.value === "owner_authorized") {
       const ref = $("auth-ref").value.trim();
       const until = $("auth-until").value; // YYYY-MM-DD
@@ -770,6 +859,13 @@
       purpose_out_of_scope: ["purpose", "fieldError.purpose"],
       attestation_purpose_invalid: ["purpose", "fieldError.purpose"],
       attestation_basis_invalid: ["basis-group", "fieldError.basis"],
+      owner_grant_required: ["basis-group", "fieldError.grantRequired"],
+      grant_unknown: ["grant-choice", "fieldError.grantChoice"],
+      grant_revoked: ["grant-choice", "fieldError.grantChoice"],
+      grant_expired: ["grant-choice", "fieldError.grantChoice"],
+      grant_exhausted: ["grant-choice", "fieldError.grantChoice"],
+      grant_vehicle_mismatch: ["vin", "fieldError.grantVehicle"],
+      grant_purpose_out_of_scope: ["purpose", "fieldError.grantPurpose"],
     },
     fields: {
       vin: "vin",
@@ -777,8 +873,25 @@
       purpose: "purpose",
       "owner_authorization.ref": "auth-ref",
       "owner_authorization.valid_until": "auth-until",
+      grant_id: "grant-choice",
     },
   };
+
+  const GRANT_REFUSALS = new Set([
+    "grant_unknown",
+    "grant_revoked",
+    "grant_expired",
+    "grant_exhausted",
+  ]);
+
+  /** A refused grant: the choices are loaded again (the message and the mark stay). */
+  async function refusedGrant(result) {
+    const code = result.problem && result.problem.code;
+    if (!GRANT_REFUSALS.has(code) || !grantsUi) return;
+    const refused = $("grant-choice").value;
+    await grantsUi.loadGrants({ quiet: true }); // renders the choices again
+    if ($("grant-choice").value !== refused) markFields({}); // the refused grant is gone
+  }
 
   /** One query: a gateway-issued attestation for THIS query, then the lookup with it. */
   async function query(vin, declaration, vehicleTypeId) {
@@ -786,6 +899,7 @@
     const issued = await api("POST", "v1/attestations", { json: { vin, ...declaration } });
     if (!issued.ok) {
       showProblem(issued, ctx);
+      await refusedGrant(issued);
       return;
     }
     const body = { vin };
@@ -796,6 +910,7 @@
     });
     if (!result.ok) {
       showProblem(result, ctx);
+      await refusedGrant(result);
       return;
     }
     clearFields();
@@ -1277,6 +1392,8 @@
     fact(dl, t("field.company"), account.company);
     fact(dl, t("data.created"), I18N.dateTime(account.created_at));
     if (account.role === "admin") fact(dl, t("data.role"), t("data.roleAdmin"));
+    if (account.workshop_code)
+      fact(dl, t("workshop.ownCode"), account.workshop_code, { class: "mono" });
     const current = policy && account.consent_version === policy.version;
     fact(
       dl,
@@ -1361,6 +1478,7 @@
       }
       const key = historyKey();
       if (key) window.localStorage.removeItem(key); // the history of an erased account goes too
+      if (grantsUi) grantsUi.forgetDevice(); // and the VINs of its vehicles
       logOut("data.deleted");
     });
   }
@@ -1410,6 +1528,8 @@
       renderAccount();
     }
     if (admin) admin.rerender();
+    if (grantsUi) grantsUi.rerender();
+    renderGrantChoice();
   }
 
   // --- wiring -----------------------------------------------------------------------------------
@@ -1432,12 +1552,18 @@
     for (const radio of document.querySelectorAll("input[name=basis]")) {
       radio.addEventListener("change", syncDeclaration);
     }
+    $("basis-granted").addEventListener("change", chooseGranted);
+    $("grant-choice").addEventListener("change", syncGrantChoice);
+    $("grant-to-workshop-screen").addEventListener("click", () => grantsUi.openWorkshop());
     $("auth-until").min = todayIso();
     $("nav-lookup").addEventListener("click", () => {
       clearMessages();
       clearFields();
       show("lookup");
     });
+    $("nav-vehicles").addEventListener("click", () => grantsUi.openVehicles());
+    $("nav-grants").addEventListener("click", () => grantsUi.openGrants());
+    $("nav-workshop").addEventListener("click", () => grantsUi.openWorkshop());
     $("nav-data").addEventListener("click", openData);
     $("nav-console").addEventListener("click", openConsole);
     $("logout").addEventListener("click", () => logOut());
@@ -1479,6 +1605,32 @@
   }
 
   async function init() {
+    grantsUi = window.VinGwGrants.create({
+      $,
+      api,
+      el,
+      t,
+      I18N,
+      account: () => account,
+      setAccount: (me) => {
+        account = me;
+      },
+      alertWith,
+      clearFields,
+      clearMessages,
+      formatDuration,
+      localVinProblems,
+      markFields,
+      normalizeVin,
+      say,
+      show,
+      showProblem,
+      simpleAlert,
+      todayIso,
+      useGrant,
+      withBusy,
+      grantsChanged: () => renderGrantChoice(),
+    });
     wire();
     resetLookup(); // a VIN the browser may restore into the form after a reload is dropped
     I18N.use(I18N.preferred());

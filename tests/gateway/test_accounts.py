@@ -202,7 +202,9 @@ async def test_export_has_every_part(api: Api) -> None:
     await api.client.post("/v1/api-keys", json={"name": "k"}, headers=acct.auth)
     assert (await api.lookup(acct, "1HGCM82633A004352")).status_code == 200
     export = (await api.client.get("/v1/me/export", headers=acct.auth)).json()
-    assert set(export) == {"account", "consents", "api_keys", "attestation_keys", "search_log"}
+    assert set(export) == {
+        "account", "consents", "api_keys", "attestation_keys", "search_log", "vehicles", "grants"
+    }  # fmt: skip
     assert export["account"]["id"] == acct.id
     assert "password_hash" not in export["account"]
     assert export["account"]["registration_ip"] == api.ip

@@ -13,17 +13,19 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import pytest
 from annotated_types import MaxLen, MinLen
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
-from pydantic import AfterValidator, BaseModel, EmailStr, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, EmailStr, ValidationError
 
 import vin as vinlib
 from gateway import text
@@ -126,13 +128,32 @@ def _fields(
         yield from _fields(model, name, inner, (), True)  # the list's own limits are not the item's
     elif origin is Literal or annotation in (int, float, bool) or origin is dict:
         return  # not free text (a dict is a JWK, checked member by member by its parser)
+    elif annotation in (datetime, AwareDatetime):
+        return  # parsed as RFC 3339 by pydantic: any other character is a type error
     elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
         yield annotation
+    elif annotation is str and _id_pattern(metadata) is not None:
+        # an id in a fixed ASCII format (a grant id): its own pattern refuses every character
+        # the text rules would, checked here rather than assumed
+        pattern = re.compile(_id_pattern(metadata) or "")
+        bad = [c for c in (*CONTROLS, *INVISIBLES) if pattern.fullmatch("grt_a" + c)]
+        assert bad == [], f"{model.__name__}.{name}: its pattern accepts {bad!r}"
     elif annotation is str or annotation is EmailStr:
         loc = (name, 0) if item else (name,)
         yield TextField(model, loc, metadata, email=annotation is EmailStr)
     else:
         raise AssertionError(f"{model.__name__}.{name}: {annotation!r}: is it free text? walk it")
+
+
+def _id_pattern(metadata: tuple[Any, ...]) -> str | None:
+    """The ``pattern`` constraint among a field's metadata (FieldInfo items included), if any."""
+    for item in metadata:
+        inner = getattr(item, "metadata", None)
+        found = _id_pattern(tuple(inner)) if isinstance(inner, list) else None
+        found = found or getattr(item, "pattern", None)
+        if isinstance(found, str):
+            return found
+    return None
 
 
 def text_fields(models: set[type[BaseModel]]) -> tuple[list[TextField], set[type[BaseModel]]]:

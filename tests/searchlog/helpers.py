@@ -20,3 +20,14 @@ async def eventually(
 
 def metric(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def grant_pseudonyms_in_a_process(path: str, epochs: list[str], value: str) -> dict[str, str]:
+    """A worker process's key ring (loaded before the others add keys): ``value``'s grant
+    pseudonym in each epoch, in the order given (``test_grant_uses``; a light module to spawn)."""
+    from pathlib import Path
+
+    from gateway.searchlog.pseudonym import KeyRing
+
+    ring = KeyRing(Path(path), "day")
+    return {e: ring.pseudonym("grant", value, e) for e in epochs}

@@ -53,7 +53,8 @@ PASSWORD = "a long passphrase 42"
 ADMIN_EMAIL = "ops@example.com"
 ADMIN_PASSWORD = "an operator passphrase 7"
 POLICY_VERSION = "2026-11-01"
-VIN_BODIES = ("/v1/attestations", "/v1/lookups", "/v1/vins/decode")
+#: the requests whose body may carry a VIN (declaring a vehicle included)
+VIN_BODIES = ("/v1/attestations", "/v1/lookups", "/v1/vins/decode", "/v1/vehicles")
 
 
 @dataclass
@@ -224,6 +225,7 @@ def test_security_headers_only_on_the_frontend(gateway: Gateway) -> None:
             "/i18n.js",
             "/admin.js",
             "/charts.js",
+            "/grants.js",
             "/policy.js",
             "/i18n/en.json",
             "/i18n/zh-CN.json",

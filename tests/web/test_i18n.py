@@ -17,7 +17,7 @@ import pytest
 from tests.web.browser import LANGS, ROOT, TEXTS, WEB
 
 PROBLEMS_DOC = ROOT / "docs" / "problems.md"
-JS_FILES = ("app.js", "admin.js", "charts.js", "i18n.js", "policy.js")
+JS_FILES = ("app.js", "admin.js", "charts.js", "grants.js", "i18n.js", "policy.js")
 CJK = re.compile(r"[\u3400-\u9fff]")
 
 
