@@ -30,7 +30,7 @@ from sqlalchemy import create_engine, inspect
 from gateway.config import sync_database_url
 from gateway.db import migrate
 from tests.conftest import IN_CI
-from tests.gateway.conftest import Account, Api, serving, settings_for
+from tests.gateway.conftest import PASSWORD, Account, Api, serving, settings_for
 from tests.redis_procs import redis_server
 from tests.searchlog.conftest import fresh_databases
 
@@ -235,7 +235,9 @@ async def workload(api: Api) -> dict[str, Any]:
     flow when the grants API is routed. Returns what the run saw."""
     c = api.client
     workshop = await api.workshop()
-    r = await c.post("/v1/auth/token", data={"username": workshop.email, "password": "wrong!"})
+    r = await c.post(
+        "/v1/auth/token", data={"username": workshop.email, "password": PASSWORD[::-1]}
+    )
     assert r.status_code == 401, r.text
     r = await c.post("/v1/api-keys", json={"name": "workshop pc"}, headers=workshop.auth)
     assert r.status_code == 201, r.text

@@ -19,10 +19,12 @@ import hashlib
 import hmac
 import io
 import secrets
+import string
 
 import segno
 
-ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+#: Crockford's base32: digits and upper-case letters without I, L, O and U
+ALPHABET = "".join(c for c in string.digits + string.ascii_uppercase if c not in "ILOU")
 WORKSHOP_CODE_LENGTH = 8
 GRANT_CODE_LENGTH = 10
 

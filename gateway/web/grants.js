@@ -19,7 +19,9 @@
 window.VinGwGrants = (() => {
   const PURPOSES = ["parts_inquiry", "maintenance"];
   const VEHICLES_PREFIX = "vingw.vehicles."; // + account id: {vehicle id: VIN}
-  const CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+  // Crockford's base32: digits and upper-case letters without I, L, O and U
+  const CROCKFORD = [..."0123456789", ..."ABCDEFGHIJKLMNOPQRSTUVWXYZ"]
+    .filter((c) => !"ILOU".includes(c)).join("");
   const ALIASES = { O: "0", I: "1", L: "1" };
   const POLL_MS = 5000; // while a one-time code is shown: has the workshop redeemed it?
   const MAX_USES = 10000;

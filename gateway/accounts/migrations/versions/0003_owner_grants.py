@@ -9,6 +9,7 @@ then the column becomes NOT NULL with its unique index.
 """
 
 import secrets
+import string
 
 import sqlalchemy as sa
 import sqlmodel
@@ -20,7 +21,7 @@ branch_labels = None
 depends_on = None
 
 # the alphabet of gateway.grants.codes, written out: a migration does not follow later code
-ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+ALPHABET = "".join(c for c in string.digits + string.ascii_uppercase if c not in "ILOU")
 
 
 def _backfill() -> None:
