@@ -171,6 +171,16 @@ class Settings(BaseSettings):
     grant_max_vehicles: int = Field(default=20, ge=1)
     grant_code_max_failures: int = Field(default=10, ge=1)
     grant_code_window_s: int = Field(default=900, ge=1)
+    # vehicle declarations per account in a day's window from the first (Redis, refused 429
+    # vehicle_declarations_throttled): deleting and declaring again counts
+    grant_max_declarations_per_day: int = Field(default=20, ge=1)
+    # live grants (not revoked, not expired) per vehicle; refused 409 vehicle_grant_limit_reached
+    grant_max_live_per_vehicle: int = Field(default=50, ge=1)
+    # ended grants (revoked, or valid_until passed) are deleted this many days after their end
+    # by the periodic maintenance (every searchlog_purge_interval_s); None: the search log's
+    # retention ceiling (searchlog_retention_days + searchlog_grace_days, 213 days), so the
+    # owner can see a grant's uses as long as the search log keeps them
+    grant_retention_days: int | None = Field(default=None, ge=1)
     # search log (docs/searchlog.md)
     pseudonym_keys_file: Path | None = None  # default: <secrets dir>/pseudonym_keys.json
     pseudonym_epoch: Literal["month", "week", "day"] = "month"  # key rotation period
@@ -262,3 +272,12 @@ class Settings(BaseSettings):
     @property
     def embedded_redis(self) -> bool:
         return self.redis_url is None
+
+    @property
+    def grant_retention_s(self) -> int:
+        """How long an ended grant is kept after its end (``grant_retention_days``, by default
+        the search log's retention ceiling)."""
+        days = self.grant_retention_days
+        if days is None:
+            days = self.searchlog_retention_days + self.searchlog_grace_days
+        return days * 86_400

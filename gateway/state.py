@@ -19,7 +19,7 @@ from gateway.db import Database, migrate
 from gateway.grants.cache import GrantCache
 from gateway.grants.models import GrantResolver
 from gateway.grants.service import GrantService
-from gateway.grants.throttle import RedeemThrottle
+from gateway.grants.throttle import DeclarationThrottle, RedeemThrottle
 from gateway.kv import (
     Durability,
     Kv,
@@ -75,6 +75,7 @@ class AppState:
             await self.invalidations.close()
         if self.settings.embedded_redis:  # its replay records for the next start
             await embedded_replay.save(self.settings.data_dir, self.limiter)
+        await self.grant_service.stop()
         await self.searchlog.stop()
         await self.catalogue.close()
         await self.accounts_db.dispose()
@@ -178,8 +179,10 @@ async def build_state(settings: Settings, *, migrate_on_start: bool = True) -> A
         vehicle_key=vehicle_key,
         code_key=grant_code_key,
         throttle=RedeemThrottle(redis, settings, key=limiter_key),
+        declarations=DeclarationThrottle(redis, settings),
         searchlog=searchlog,
         uses=limiter.grant_uses,
+        forget_uses=limiter.forget_grant_uses,
         on_change=auth.forget,  # the grant cache listens to the Authenticator's invalidations
         notify=invalidations.publish,
     )
@@ -197,6 +200,7 @@ async def build_state(settings: Settings, *, migrate_on_start: bool = True) -> A
         vehicle_key=vehicle_key,
     )
     await searchlog.start()
+    grant_service.start()  # the purge of ended grants
     invalidations.start()
     return AppState(
         settings=settings,

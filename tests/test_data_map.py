@@ -29,7 +29,6 @@ from sqlalchemy import create_engine, inspect
 
 from gateway.config import sync_database_url
 from gateway.db import migrate
-from tests.conftest import IN_CI
 from tests.gateway.conftest import PASSWORD, Account, Api, serving, settings_for
 from tests.redis_procs import redis_server
 from tests.searchlog.conftest import fresh_databases
@@ -224,15 +223,10 @@ def test_every_column_of_the_migrated_schema_is_mapped(
 # --- (b) Redis, (d) metrics and the data directory, after a real workload ----------------------
 
 
-def grants_routed(api: Api) -> bool:
-    """Whether gateway/grants/endpoints.py is included in the app (its routes documented)."""
-    return "/v1/grants" in api.app.openapi()["paths"]
-
-
-async def workload(api: Api) -> dict[str, Any]:
+async def workload(api: Api) -> None:
     """What a day of use does: register, log in (and fail once), keys, lookups accepted and
-    refused, a gateway-issued attestation, an invalid VIN, export, an erasure, and the grant
-    flow when the grants API is routed. Returns what the run saw."""
+    refused, a gateway-issued attestation, an invalid VIN, the grant flow, export, an
+    erasure."""
     c = api.client
     workshop = await api.workshop()
     r = await c.post(
@@ -260,23 +254,20 @@ async def workload(api: Api) -> dict[str, Any]:
     issued = {**workshop.auth, "VIN-Attestation": r.json()["attestation"]}
     assert (await c.post("/v1/vins/decode", json={"vin": VIN}, headers=issued)).status_code == 200
 
-    ran_grants = False
-    if grants_routed(api):
-        await grant_flow(api, workshop)
-        ran_grants = True
+    await grant_flow(api, workshop)
 
     assert (await c.get("/v1/me/export", headers=workshop.auth)).status_code == 200
     leaving = await api.workshop()
     assert (await api.lookup(leaving, VIN)).status_code == 200
     assert (await c.delete("/v1/me", headers=leaving.auth)).status_code == 204
     await api.state.searchlog.flush()
-    return {"grants": ran_grants}
 
 
 async def grant_flow(api: Api, workshop: Account) -> None:
     """Owner declares a vehicle, grants the workshop by its code and by a one-time code (one
     wrong guess first), the workshop queries under the grant (and out of it), the owner reads
-    the uses and revokes."""
+    the uses and revokes; then a second vehicle, granted, queried under its grant and deleted
+    (``forget_grants`` runs: its search-log rows are unlinked, its use counter deleted)."""
     c = api.client
     owner = await api.register()
     r = await c.post("/v1/vehicles", json={"vin": VIN, "label": "family car"}, headers=owner.auth)
@@ -314,6 +305,22 @@ async def grant_flow(api: Api, workshop: Account) -> None:
     assert r.status_code == 200, r.text
     assert (await c.get("/v1/grants", headers=workshop.auth)).status_code == 200
 
+    r = await c.post("/v1/vehicles", json={"vin": OTHER_VIN}, headers=owner.auth)
+    assert r.status_code == 201, r.text
+    second = r.json()["id"]
+    r = await c.post(
+        "/v1/grants",
+        json={"vehicle_id": second, "valid_until": until, "workshop_code": code},
+        headers=owner.auth,
+    )
+    assert r.status_code == 201, r.text
+    headers = api.attest(
+        workshop, OTHER_VIN, basis="owner_granted", grant_id=r.json()["grant"]["id"]
+    )
+    r = await c.post("/v1/lookups", json={"vin": OTHER_VIN}, headers=headers)
+    assert r.status_code == 200, r.text
+    assert (await c.delete(f"/v1/vehicles/{second}", headers=owner.auth)).status_code == 204
+
 
 async def redis_contents(redis: Any) -> tuple[dict[str, str], list[str]]:
     keys = {}
@@ -334,7 +341,6 @@ class Run:
     channels: list[str]
     metrics: str
     files: list[str]
-    grants: bool
 
 
 @pytest.fixture(scope="module", params=["embedded", "services"])
@@ -352,11 +358,11 @@ async def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
             overrides["redis_url"] = f"redis://127.0.0.1:{port}/0"
         settings = settings_for(mode, request, data_dir, **overrides)
         async with serving(settings, mode) as api:
-            seen = await workload(api)
+            await workload(api)
             keys, channels = await redis_contents(api.state.redis)
             metrics = (await api.client.get("/metrics")).text
     files = sorted(str(p.relative_to(data_dir)) for p in data_dir.rglob("*") if p.is_file())
-    return Run(mode, keys, channels, metrics, files, seen["grants"])
+    return Run(mode, keys, channels, metrics, files)
 
 
 def _of_kind(entries: list[Entry], channel: bool) -> list[Entry]:
@@ -382,10 +388,13 @@ async def test_every_redis_key_and_channel_is_mapped(
     assert not unmapped_channels, f"pub/sub channels missing from the map: {unmapped_channels}"
     assert run.channels, "no worker subscribed to the invalidation channel"
     used = {e.name for e in keys if any(e.matches(k) for k in run.keys)}
-    if run.grants:  # the grant flow ran: its keys (use counter, code throttle) must be mapped
-        grant_rows = {e.name for e in keys if ":grant:" in e.name or "{grc:" in e.name}
-        assert grant_rows, "docs/privacy.md maps no grant key (use counter, code throttle)"
-        assert grant_rows <= used, f"grant keys the grant flow never wrote: {grant_rows - used}"
+    # the grant flow's keys (use counter, code throttle, declarations) are mapped and written;
+    # with a Redis stream (services) so is the forgotten-grants set of the vehicle deletion
+    grant_rows = {e.name for e in keys if any(p in e.name for p in (":grant:", "{grc:", ":decl"))}
+    assert len(grant_rows) >= 4, f"docs/privacy.md maps too few grant keys: {grant_rows}"
+    if run.mode == "services":
+        grant_rows |= {e.name for e in keys if e.name.endswith(":forgotten")}
+    assert grant_rows <= used, f"grant keys the grant flow never wrote: {grant_rows - used}"
     assert len(used) >= 8, f"the workload touched too few mapped key patterns: {sorted(used)}"
 
 
@@ -436,16 +445,6 @@ def test_every_file_of_the_data_directory_is_mapped(
     if run.mode == "embedded":  # embedded writes every file the map names
         stale = sorted(_name(e) for e in entries if not any(e.matches(f) for f in found))
         assert not stale, f"files in docs/privacy.md the embedded gateway never wrote: {stale}"
-
-
-def test_the_grant_steps_ran(run: Run) -> None:
-    """The workload's grant steps run only once the grants API is routed: skipped locally
-    until then, failed under CI=true, so the map's grant entries cannot go unchecked silently."""
-    if not run.grants:
-        message = "the grants API (/v1/grants) is not routed in gateway/main.py yet"
-        if IN_CI:
-            pytest.fail(message + ": the data map's grant entries were not exercised")
-        pytest.skip(message)
 
 
 # --- (c) browser storage, loggers: read from the source ---------------------------------------

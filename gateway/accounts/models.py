@@ -20,7 +20,7 @@ from sqlalchemy.orm import registry
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-from gateway.grants.codes import display, new_workshop_code
+from gateway.accounts.codes import display, new_workshop_code
 from gateway.text import Line, Secret, Text
 
 

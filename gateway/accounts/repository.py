@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, delete, exists, null
+from sqlalchemy import ColumnElement, and_, delete, exists, null
 from sqlalchemy import select as core_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -37,7 +37,19 @@ class CredentialRow:
     secret_sha256: str | None  # the API key's (None when resolving an access token's account)
     kid: str | None  # the attestation key, when asked for, live and this account's
     jwk: dict[str, Any] | None
-    flagged: bool = False  # the account has an unresolved admin flag
+    flagged: bool = False  # the account has an unresolved flag of an enforced policy
+
+
+def _flagged(account_id: Any) -> tuple[ColumnElement[bool], ...]:
+    """The flags that make an account "flagged" (the grant policy ``flagged``): unresolved, and
+    of an enforced policy. A shadow flag (``Flag.shadow``: a policy that only observes, the
+    limiter's or the grant policy's own) never does: observing must not change what the
+    account is served, and the grant policy's shadow flag would otherwise feed itself."""
+    return (
+        col(Flag.account_id) == account_id,
+        col(Flag.resolved_at).is_(None),
+        col(Flag.shadow).is_(False),
+    )
 
 
 class AccountRepository:
@@ -95,13 +107,9 @@ class AccountRepository:
         Exactly one of ``account_id`` (an access token's subject) and ``api_key_id`` (a live,
         unrevoked key) is given. Every join is on a primary key (``api_key.id``, ``account.id``,
         ``attestation_key.kid``, each indexed by the initial migration); the attestation key is
-        a LEFT JOIN, so an unknown, revoked or other account's kid yields NULL columns. Whether an
-        admin flag of the account is open is an EXISTS on ``flag.account_id`` (indexed)."""
-        open_flag = (
-            exists()
-            .where(col(Flag.account_id) == Account.id, col(Flag.resolved_at).is_(None))
-            .label("flagged")
-        )
+        a LEFT JOIN, so an unknown, revoked or other account's kid yields NULL columns. Whether the
+        account is flagged is an EXISTS on ``flag.account_id`` (indexed), see ``_flagged``."""
+        open_flag = exists().where(*_flagged(col(Account.id))).label("flagged")
         stmt = core_select(
             col(Account.id),
             col(Account.role),
@@ -165,9 +173,15 @@ class AccountRepository:
         return await self._all(query)
 
     async def open_flags_of(self, account_id: str) -> Sequence[Flag]:
+        """Every unresolved flag, shadow ones included (what an admin's unblock resolves)."""
         return await self._all(
             select(Flag).where(Flag.account_id == account_id, col(Flag.resolved_at).is_(None))
         )
+
+    async def flagged(self, account_id: str) -> bool:
+        """The credential statement's ``flagged``, for one account."""
+        result = await self.session.exec(select(Flag.id).where(*_flagged(account_id)).limit(1))
+        return result.first() is not None
 
     async def _all(self, query: SelectOfScalar[T]) -> Sequence[T]:
         result = await self.session.exec(query)

@@ -14,6 +14,7 @@ from prometheus_client import Counter
 from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
 
+from gateway.accounts.codes import new_workshop_code
 from gateway.accounts.exceptions import (
     AttestationKeyExists,
     EmailTaken,
@@ -36,7 +37,6 @@ from gateway.accounts.throttle import LoginThrottle
 from gateway.config import Settings
 from gateway.db import Database
 from gateway.exceptions import InvalidRequest, NotFound
-from gateway.grants.codes import new_workshop_code
 from gateway.security import jws
 from gateway.security.passwords import Passwords, password_problems
 from gateway.security.tokens import new_api_key
@@ -185,7 +185,7 @@ class AccountService:
         async with self.db.session() as session:
             repo = AccountRepository(session)
             account = await repo.get(account_id)
-            flagged = account is not None and bool(await repo.open_flags_of(account_id))
+            flagged = account is not None and await repo.flagged(account_id)
         if account is None:
             return None
         return AccountState(
@@ -424,11 +424,17 @@ class AccountService:
         return account
 
     async def add_flag(self, flag: Flag) -> None:
+        """Store a limiter or grant-policy finding. An enforced one makes the account flagged
+        (``AccountState.flagged``), so every worker drops its cached state; a shadow one does
+        not change that state (``repository._flagged`` ignores shadow flags) and publishes
+        nothing: a shadow policy firing once per account, policy and hour in each worker
+        would otherwise flush every worker's cached credentials of that account each time."""
         async with self.db.session() as session:
             repo = AccountRepository(session)
             await repo.add(flag)
             await repo.commit()
-        await self._changed(flag.account_id, "status_changed")  # AccountState.flagged
+        if not flag.shadow:
+            await self._changed(flag.account_id, "status_changed")  # AccountState.flagged
 
     async def flags(self, *, unresolved_only: bool = True, limit: int = 200) -> list[Flag]:
         async with self.db.session() as session:

@@ -18,7 +18,6 @@ Keys are grant ids (never a VIN, a code or a digest of either).
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Awaitable, Callable
 
@@ -26,8 +25,7 @@ from cachetools import LRUCache, TTLCache
 
 from gateway.accounts.auth import Authenticator
 from gateway.grants.models import GrantState
-
-GRANT_ID = re.compile(r"grt_[0-9a-f]{20}")
+from gateway.security.attestation import GRANT_ID
 
 #: Loads one grant from the database (None: no such grant).
 Load = Callable[[str], Awaitable[GrantState | None]]
@@ -67,7 +65,7 @@ class GrantCache:
 
     async def grant(self, grant_id: str) -> GrantState | None:
         if not GRANT_ID.fullmatch(grant_id):
-            return None  # cannot exist: no statement, nothing cached
+            return None  # not even of the claim's form: no statement, nothing cached
         entry = self._entries.get(grant_id)
         if entry is not None:
             if time.monotonic() - entry[1] < self._auth.max_age:

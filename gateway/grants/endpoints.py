@@ -13,7 +13,9 @@ from gateway.grants.exceptions import (
     GrantCodeThrottled,
     GrantNotPending,
     GrantToSelf,
+    VehicleDeclarationsThrottled,
     VehicleExists,
+    VehicleGrantLimitReached,
     VehicleLimitReached,
     WorkshopUnknown,
 )
@@ -44,7 +46,13 @@ router = APIRouter(prefix="/v1", tags=["grants"])
 
 
 @router.post("/vehicles", status_code=201)
-@declares(InvalidVIN, VehicleExists, VehicleLimitReached)
+@declares(
+    InvalidVIN,
+    VehicleExists,
+    VehicleLimitReached,
+    VehicleDeclarationsThrottled,
+    LimiterUnavailable,
+)
 async def create_vehicle(
     body: VehicleCreate, account: CurrentAccount, service: GrantServiceDep
 ) -> VehiclePublic:
@@ -83,7 +91,7 @@ async def delete_vehicle(
 
 
 @router.post("/grants", status_code=201)
-@declares(NotFound, WorkshopUnknown, GrantToSelf)
+@declares(NotFound, WorkshopUnknown, GrantToSelf, VehicleGrantLimitReached)
 async def create_grant(
     body: GrantCreate, account: CurrentAccount, service: GrantServiceDep
 ) -> GrantCreated:

@@ -37,3 +37,17 @@ class GrantNotPending(Conflict):
 
 class GrantToSelf(GatewayError):
     code, status, title = "grant_to_self", 422, "An account cannot grant a vehicle to itself"
+
+
+class VehicleDeclarationsThrottled(RateLimited):
+    code, title = (
+        "vehicle_declarations_throttled",
+        "This account has declared as many vehicles as allowed today: wait before declaring more",
+    )
+
+
+class VehicleGrantLimitReached(Conflict):
+    code, title = (
+        "vehicle_grant_limit_reached",
+        "This vehicle has as many live grants as allowed",
+    )

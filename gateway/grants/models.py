@@ -44,6 +44,17 @@ class GrantState:
     created_at: int  # epoch seconds
 
 
+def grant_expired(valid_until: int, now: int) -> bool:
+    """The one expiry rule (the VIN path's grant step, the statuses, new codes, the purge):
+    a grant is valid through the second ``valid_until`` (epoch s) and expired after it."""
+    return valid_until < now
+
+
+def epoch_s(at: datetime) -> int:
+    """A stored time as the whole epoch seconds ``GrantState`` and ``grant_expired`` use."""
+    return int(at.timestamp())
+
+
 class GrantResolver(Protocol):
     async def grant(self, grant_id: str) -> GrantState | None:
         """The grant by id (None: unknown or deleted), from this worker's cache when fresh."""

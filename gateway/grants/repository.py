@@ -14,7 +14,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.accounts.models import Account
-from gateway.grants.models import GrantState, OwnerGrant, Vehicle
+from gateway.grants.models import GrantState, OwnerGrant, Vehicle, epoch_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +50,14 @@ class GrantRepository:
 
     # --- accounts ---------------------------------------------------------------------------
 
-    async def account_by_workshop_code(self, code: str) -> Account | None:
-        result = await self.session.exec(select(Account).where(Account.workshop_code == code))
-        return result.first()
+    async def lock_account(self, account_id: str) -> None:
+        """Serialize an account's vehicle declarations until the commit: PostgreSQL locks the
+        account row (``FOR UPDATE``), so a count checked under it stays true until the insert.
+        SQLite ignores it: the embedded gateway is one process, and ``GrantService``
+        serializes these steps within the process."""
+        await self.session.exec(
+            select(Account.id).where(Account.id == account_id).with_for_update()
+        )
 
     # --- vehicles ---------------------------------------------------------------------------
 
@@ -64,8 +69,10 @@ class GrantRepository:
         )
         return result.all()
 
-    async def vehicle(self, vehicle_id: str) -> Vehicle | None:
-        return await self.session.get(Vehicle, vehicle_id)
+    async def vehicle(self, vehicle_id: str, *, lock: bool = False) -> Vehicle | None:
+        """The vehicle; ``lock``: its row locked until the commit (PostgreSQL; see
+        ``lock_account``), to count its grants and add one as one step."""
+        return await self.session.get(Vehicle, vehicle_id, with_for_update=lock or None)
 
     async def count_vehicles(self, owner_id: str) -> int:
         result = await self.session.exec(
@@ -162,6 +169,34 @@ class GrantRepository:
             .order_by(col(OwnerGrant.created_at).desc(), col(OwnerGrant.id))
         )
 
+    async def count_live_grants(self, vehicle_id: str, now: datetime) -> int:
+        """Grants of the vehicle not revoked and not expired (pending ones included)."""
+        result = await self.session.exec(
+            select(func.count())
+            .select_from(OwnerGrant)
+            .where(
+                OwnerGrant.vehicle_id == vehicle_id,
+                col(OwnerGrant.revoked_at).is_(None),
+                col(OwnerGrant.valid_until) >= now,
+            )
+        )
+        return int(result.one())
+
+    async def ended_before(self, cut: datetime, limit: int) -> Sequence[OwnerGrant]:
+        """Up to ``limit`` grants that ended before ``cut``: revoked before it, or valid only
+        until before it (an exhausted grant ends at its valid_until: Redis knows when its uses
+        ran out, the database does not)."""
+        result = await self.session.exec(
+            select(OwnerGrant)
+            .where(or_(col(OwnerGrant.revoked_at) < cut, col(OwnerGrant.valid_until) < cut))
+            .order_by(col(OwnerGrant.id))
+            .limit(limit)
+        )
+        return result.all()
+
+    async def delete_grants(self, grant_ids: list[str]) -> None:
+        await self.session.exec(delete(OwnerGrant).where(col(OwnerGrant.id).in_(grant_ids)))
+
     async def grants_of_vehicle(self, vehicle_id: str) -> Sequence[OwnerGrant]:
         result = await self.session.exec(
             select(OwnerGrant).where(OwnerGrant.vehicle_id == vehicle_id)
@@ -211,8 +246,8 @@ class GrantRepository:
             grantee_id=grant.grantee_account_id,
             vin_pseudonym=vin_pseudonym,
             purposes=frozenset(grant.purposes),
-            valid_until=int(grant.valid_until.timestamp()),
+            valid_until=epoch_s(grant.valid_until),
             max_uses=grant.max_uses,
             revoked=grant.revoked_at is not None,
-            created_at=int(grant.created_at.timestamp()),
+            created_at=epoch_s(grant.created_at),
         )

@@ -6,26 +6,37 @@ gives ONE workshop account access to that vehicle for some purposes until a date
 for at most N queries: at once by the workshop's public code, or pending until a one-time code
 (shown once, stored as an HMAC with ``grant_code.key``) is redeemed by the workshop.
 
-Every change the VIN path could have cached (revocation, redemption, deletion, erasure) drops
-this worker's grant cache at once and is published to the other workers over the accounts'
-invalidation bus (``on_change`` and ``notify``, wired by the app like ``AccountService``'s).
+Every change the VIN path could have cached (revocation, redemption, deletion, erasure, the
+purge) drops this worker's grant cache at once and is published to the other workers over the
+accounts' invalidation bus (``on_change`` and ``notify``, wired by the app like
+``AccountService``'s): one account id per grant and reason ``account_updated``, never the grant
+id (the cache indexes a grant by both parties, so either one drops it everywhere).
 The number of queries made under a grant is counted by the admission script in Redis and read
 through ``uses``; the queries themselves are read from the search log by the grant's pseudonym.
+
+Ended grants do not stay forever: the maintenance task (``start``, every
+``searchlog_purge_interval_s``) deletes grants that ended (revoked, or valid_until passed) more
+than ``Settings.grant_retention_s`` ago, as a deletion does: search-log rows unlinked, use
+counters deleted, caches dropped.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Literal
 
 from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
 
-import vin as vinlib
+from gateway.accounts.codes import WORKSHOP_CODE_LENGTH, display, normalize
+from gateway.accounts.repository import AccountRepository
 from gateway.accounts.service import Notify
 from gateway.config import Settings
 from gateway.db import Database
@@ -36,6 +47,7 @@ from gateway.grants.exceptions import (
     GrantNotPending,
     GrantToSelf,
     VehicleExists,
+    VehicleGrantLimitReached,
     VehicleLimitReached,
     WorkshopUnknown,
 )
@@ -51,19 +63,25 @@ from gateway.grants.models import (
     VehicleCreate,
     VehicleRef,
     VehicleUpdate,
+    epoch_s,
+    grant_expired,
     vehicle_pseudonym,
 )
 from gateway.grants.repository import GrantRepository, GrantRow, Party
 from gateway.grants.schemas import GrantCodeIssued, GrantCreated, GrantList, GrantUse, GrantUses
-from gateway.grants.throttle import RedeemThrottle
-from gateway.lookups.exceptions import InvalidVIN
+from gateway.grants.throttle import DeclarationThrottle, RedeemThrottle
 from gateway.searchlog.service import SearchLog
+from gateway.vins import checked_vin
 
 log = logging.getLogger("vin_gateway.grants")
 
 #: Reads the use counts of grants held by one grantee: (grantee account id, grant ids) ->
 #: {grant id: queries admitted under it}. Raises on a Redis failure.
 UseCounts = Callable[[str, list[str]], Awaitable[dict[str, int]]]
+#: Deletes the use counters of deleted grants: [(grantee account id, grant id)] -> deleted.
+ForgetUses = Callable[[list[tuple[str, str]]], Awaitable[int]]
+#: Grants the purge deletes per batch (each batch one unlink in the search log).
+PURGE_BATCH = 200
 
 #: The reason the invalidation message of a grant change carries (the accounts' bus knows a
 #: fixed set; this one drops every cache entry of the account named, grants included).
@@ -78,30 +96,12 @@ def new_grant_id() -> str:
     return "grt_" + secrets.token_hex(10)
 
 
-def checked_vin(raw_vin: str) -> str:
-    """The normalized VIN, or ``422 invalid_vin`` listing every problem exactly as the VIN
-    endpoints do (positions and codes, never the characters)."""
-    try:
-        normalized = vinlib.normalize(raw_vin)
-    except vinlib.VINError as exc:
-        raise InvalidVIN(
-            "The VIN has problems: " + exc.code, errors=[e.to_dict() for e in exc.errors]
-        ) from None
-    decoded = vinlib.decode(normalized)
-    if not decoded.valid:
-        raise InvalidVIN(
-            "The VIN has problems: " + ", ".join(sorted({e.code for e in decoded.errors})),
-            errors=[e.to_dict() for e in decoded.errors],
-        )
-    return normalized
-
-
 def status_of(grant: OwnerGrant, uses: int | None, now: datetime) -> GrantStatus:
     """revoked, then expired (valid_until passed), pending (code not redeemed), exhausted
     (max_uses queries made), else active."""
     if grant.revoked_at is not None:
         return "revoked"
-    if grant.valid_until <= now:
+    if grant_expired(epoch_s(grant.valid_until), epoch_s(now)):
         return "expired"
     if grant.grantee_account_id is None:
         return "pending"
@@ -113,17 +113,17 @@ def status_of(grant: OwnerGrant, uses: int | None, now: datetime) -> GrantStatus
 def _party(party: Party | None) -> PartyRef | None:
     if party is None:
         return None
-    return PartyRef(workshop_code=codes.display(party.workshop_code), company=party.company)
-
-
-def _epoch(at: datetime) -> int:
-    return int(at.timestamp())
+    return PartyRef(workshop_code=display(party.workshop_code), company=party.company)
 
 
 def _invalid_field(field: str, code: str, message: str) -> InvalidRequest:
     return InvalidRequest(
         f"{field}: {message}", errors=[{"field": field, "code": code, "message": message}]
     )
+
+
+async def _delete_ids(ids: list[str], repo: GrantRepository) -> None:
+    await repo.delete_grants(ids)
 
 
 class GrantService:
@@ -135,8 +135,10 @@ class GrantService:
         vehicle_key: bytes,
         code_key: bytes,
         throttle: RedeemThrottle,
+        declarations: DeclarationThrottle,
         searchlog: SearchLog,
         uses: UseCounts,
+        forget_uses: ForgetUses | None = None,
         on_change: Callable[[str], None] = lambda _id: None,
         notify: Notify | None = None,
         clock: Callable[[], float] = time.time,
@@ -146,26 +148,45 @@ class GrantService:
         self.vehicle_key = vehicle_key
         self.code_key = code_key
         self.throttle = throttle
+        self.declarations = declarations
         self.searchlog = searchlog
         self.uses = uses  # Limiter.grant_uses (the admission script's counters)
+        self.forget_uses = forget_uses  # Limiter.forget_grant_uses (the same counters)
         self.on_change = on_change  # drops this worker's cached entries of an account
         self.notify = notify  # tells the other workers (InvalidationBus.publish)
         self.clock = clock  # seconds; injectable so tests move time instead of sleeping
+        self.task: asyncio.Task[None] | None = None  # the maintenance (purge) loop
+        # a limit's count and the insert it allows are one step: this lock within the process
+        # (SQLite takes no row lock), the locked account or vehicle row across processes
+        # (PostgreSQL: ``lock_account``, ``vehicle(lock=True)``)
+        self._counted = asyncio.Lock()
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
 
-    async def _changed(self, account_ids: Iterable[str | None], grant_id: str | None) -> None:
-        """Drop the grants of these accounts from every worker's cache (this one's first)."""
+    async def _changed(self, account_ids: Iterable[str | None]) -> None:
+        """Drop the grants of these accounts from every worker's cache (this one's first). The
+        message names the account only: the grant id never travels over Redis."""
         for account_id in dict.fromkeys(a for a in account_ids if a):
             self.on_change(account_id)
             if self.notify is not None:
-                await self.notify(account_id, INVALIDATION_REASON, grant_id)
+                await self.notify(account_id, INVALIDATION_REASON, None)
 
     # --- vehicles ---------------------------------------------------------------------------
 
     async def create_vehicle(self, owner_id: str, data: VehicleCreate) -> Vehicle:
+        """Declared when the VIN is valid, new for this owner, within the vehicle limit and
+        the day's declarations (``DeclarationThrottle``: counted before the insert, taken
+        back when refused)."""
         pseudonym = vehicle_pseudonym(self.vehicle_key, checked_vin(data.vin))
+        counted = await self.declarations.admit(owner_id)
+        try:
+            return await self._insert_vehicle(owner_id, pseudonym, data)
+        except Exception:  # refused (a duplicate, the limit) or failed: not a declaration
+            await self.declarations.undo(counted)
+            raise
+
+    async def _insert_vehicle(self, owner_id: str, pseudonym: str, data: VehicleCreate) -> Vehicle:
         vehicle = Vehicle(
             id=new_vehicle_id(),
             owner_account_id=owner_id,
@@ -173,8 +194,9 @@ class GrantService:
             label=data.label,
             created_at=self._now(),
         )
-        async with self.db.session() as session:
+        async with self._counted, self.db.session() as session:
             repo = GrantRepository(session)
+            await repo.lock_account(owner_id)  # the count below holds until the commit
             if await repo.vehicle_by_pseudonym(owner_id, pseudonym) is not None:
                 raise VehicleExists()
             if await repo.count_vehicles(owner_id) >= self.settings.grant_max_vehicles:
@@ -193,8 +215,10 @@ class GrantService:
         async with self.db.session() as session:
             return list(await GrantRepository(session).vehicles(owner_id))
 
-    async def _own_vehicle(self, repo: GrantRepository, owner_id: str, vehicle_id: str) -> Vehicle:
-        vehicle = await repo.vehicle(vehicle_id)
+    async def _own_vehicle(
+        self, repo: GrantRepository, owner_id: str, vehicle_id: str, *, lock: bool = False
+    ) -> Vehicle:
+        vehicle = await repo.vehicle(vehicle_id, lock=lock)
         if vehicle is None or vehicle.owner_account_id != owner_id:
             raise NotFound("No such vehicle")
         return vehicle
@@ -222,8 +246,9 @@ class GrantService:
     ) -> None:
         """Delete rows (``delete``) and unlink the grants' search-log rows: unlinked first (a
         search log that cannot be reached stops it before anything is deleted), and once more
-        after the deletion and the invalidation, for queries recorded in between."""
-        links = [(g.id, _epoch(g.created_at)) for g in grants]
+        after the deletion and the invalidation, for queries recorded in between. The grants'
+        use counters go too (a Redis failure leaves them to expire, valid_until + 1 day)."""
+        links = [(g.id, epoch_s(g.created_at)) for g in grants]
         grantees = {g.grantee_account_id for g in grants if g.grantee_account_id is not None}
         if links:
             await self.searchlog.forget_grants(links, grantees=grantees)
@@ -231,10 +256,15 @@ class GrantService:
             repo = GrantRepository(session)
             await delete(repo)
             await repo.commit()
-        for grant in grants:
-            await self._changed([grant.grantee_account_id or grant.owner_account_id], grant.id)
+        await self._changed(g.grantee_account_id or g.owner_account_id for g in grants)
         if links:
             await self.searchlog.forget_grants(links, grantees=grantees)
+        counters = [(g.grantee_account_id, g.id) for g in grants if g.grantee_account_id]
+        if counters and self.forget_uses is not None:
+            try:
+                await self.forget_uses(counters)
+            except RedisError as exc:
+                log.warning("grant use counters not deleted (%s)", type(exc).__name__)
 
     # --- grants -----------------------------------------------------------------------------
 
@@ -257,14 +287,23 @@ class GrantService:
         now = self._now()
         valid_until = self._check_valid_until(data.valid_until, now)
         purposes: list[str] = [p for p in PURPOSES if p in data.purposes]  # unique, ordered
-        async with self.db.session() as session:
+        async with self._counted, self.db.session() as session:
             repo = GrantRepository(session)
-            vehicle = await self._own_vehicle(repo, owner_id, data.vehicle_id)
+            # locked: the live grants counted below stay counted until the commit
+            vehicle = await self._own_vehicle(repo, owner_id, data.vehicle_id, lock=True)
+            cap = self.settings.grant_max_live_per_vehicle
+            if await repo.count_live_grants(vehicle.id, now) >= cap:
+                raise VehicleGrantLimitReached(
+                    f"At most {cap} live grants per vehicle: revoke one first",
+                    max_live_grants=cap,
+                )
             grantee_id = None
             if data.workshop_code is not None:
-                workshop_code = codes.normalize(data.workshop_code, codes.WORKSHOP_CODE_LENGTH)
+                workshop_code = normalize(data.workshop_code, WORKSHOP_CODE_LENGTH)
                 grantee = (
-                    await repo.account_by_workshop_code(workshop_code) if workshop_code else None
+                    await AccountRepository(session).get_by_workshop_code(workshop_code)
+                    if workshop_code
+                    else None
                 )
                 if grantee is None:
                     raise WorkshopUnknown()
@@ -291,7 +330,7 @@ class GrantService:
             return GrantCreated(grant=public)
         return GrantCreated(
             grant=public,
-            code=codes.display(code),
+            code=display(code),
             code_expires_at=grant.code_expires_at,
             qr_svg=codes.qr_svg(code),
         )
@@ -304,7 +343,11 @@ class GrantService:
             grant = await repo.grant(grant_id)
             if grant is None or grant.owner_account_id != owner_id:
                 raise NotFound("No such grant")
-            if grant.grantee_account_id is not None or grant.revoked_at is not None:
+            if (
+                grant.grantee_account_id is not None
+                or grant.revoked_at is not None
+                or grant_expired(epoch_s(grant.valid_until), epoch_s(now))
+            ):
                 raise GrantNotPending()
             code = self._new_code(grant, now)
             await repo.add(grant)
@@ -313,7 +356,7 @@ class GrantService:
         assert row is not None and grant.code_expires_at is not None
         return GrantCodeIssued(
             grant=await self._public_one(row, "owner"),
-            code=codes.display(code),
+            code=display(code),
             code_expires_at=grant.code_expires_at,
             qr_svg=codes.qr_svg(code),
         )
@@ -327,18 +370,20 @@ class GrantService:
         leaves the code usable."""
         attempt = await self.throttle.admit(account_id, client_ip)
         now = self._now()
-        code = codes.normalize(text, codes.GRANT_CODE_LENGTH)
+        code = normalize(text, codes.GRANT_CODE_LENGTH)
         digest = codes.code_digest(self.code_key, code) if code is not None else None
         async with self.db.session() as session:
             repo = GrantRepository(session)
+            # found by an equality on the digest (its unique index): comparing the digests
+            # again would add nothing, and the lookup's timing tells nothing about a code
+            # (the digest is keyed: knowing it, or part of it, does not give the code)
             grant = await repo.grant_by_digest(digest) if digest is not None else None
             if (
                 grant is None
                 or digest is None
-                or grant.code_digest is None
-                or not codes.digests_equal(grant.code_digest, digest)
                 or grant.code_expires_at is None
                 or grant.code_expires_at <= now
+                or grant_expired(epoch_s(grant.valid_until), epoch_s(now))
             ):
                 raise GrantCodeInvalid()
             if grant.owner_account_id == account_id:
@@ -351,7 +396,7 @@ class GrantService:
         assert row is not None
         await self.throttle.succeeded(attempt)
         # a worker may hold the grant as pending (indexed by its owner)
-        await self._changed([row.grant.owner_account_id], row.grant.id)
+        await self._changed([row.grant.owner_account_id])
         return await self._public_one(row, "grantee")
 
     async def revoke(self, owner_id: str, grant_id: str) -> GrantPublic:
@@ -368,7 +413,7 @@ class GrantService:
                 await repo.commit()
             row = await repo.grant_row(grant_id)
         assert row is not None
-        await self._changed([grant.grantee_account_id or grant.owner_account_id], grant.id)
+        await self._changed([grant.grantee_account_id or grant.owner_account_id])
         return await self._public_one(row, "owner")
 
     async def list_grants(self, account_id: str) -> GrantList:
@@ -393,7 +438,7 @@ class GrantService:
             []  # never redeemed: nobody ever queried under it
             if grantee is None
             else await self.searchlog.grant_uses(
-                grant_id, since=_epoch(row.grant.created_at), grantee=grantee
+                grant_id, since=epoch_s(row.grant.created_at), grantee=grantee
             )
         )
         return GrantUses(
@@ -420,6 +465,51 @@ class GrantService:
         async with self.db.session() as session:
             grants = list(await GrantRepository(session).grants_of_account(account_id))
         await self._delete_grants(grants, lambda repo: repo.delete_account_data(account_id))
+
+    # --- retention ---------------------------------------------------------------------------
+
+    async def purge_ended(self, now: float | None = None) -> int:
+        """Delete the grants that ended (revoked, or valid_until passed) more than
+        ``grant_retention_s`` before ``now``, like a deletion does (search-log rows unlinked,
+        use counters deleted, caches dropped), in batches; the number deleted. Idempotent:
+        workers running it at once delete each grant once."""
+        now_s = self.clock() if now is None else now
+        cut = datetime.fromtimestamp(now_s - self.settings.grant_retention_s, UTC)
+        deleted = 0
+        while True:
+            async with self.db.session() as session:
+                batch = list(await GrantRepository(session).ended_before(cut, PURGE_BATCH))
+            if batch:
+                await self._delete_grants(batch, partial(_delete_ids, [g.id for g in batch]))
+                deleted += len(batch)
+            if len(batch) < PURGE_BATCH:
+                if deleted:
+                    log.info("grant purge: %d ended grants deleted", deleted)
+                return deleted
+
+    def start(self) -> None:
+        """The maintenance task: ``purge_ended`` every ``searchlog_purge_interval_s`` (0: never
+        in this process), the first one interval after the start."""
+        interval = self.settings.searchlog_purge_interval_s
+        if self.task is None and interval > 0:
+            self.task = asyncio.create_task(self._maintenance_loop(interval), name="grants-purge")
+
+    async def stop(self) -> None:
+        task, self.task = self.task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _maintenance_loop(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.purge_ended()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("grant purge failed (%s)", type(exc).__name__)
 
     async def export(self, account_id: str) -> dict[str, Any]:
         """The account's vehicles (no VIN: the gateway has none) and its grants, both views."""

@@ -31,7 +31,7 @@ from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 from gateway.config import Settings
-from gateway.grants.exceptions import GrantCodeThrottled
+from gateway.grants.exceptions import GrantCodeThrottled, VehicleDeclarationsThrottled
 from gateway.limits.exceptions import LimiterUnavailable
 from gateway.netaddr import network_of
 
@@ -161,5 +161,83 @@ class RedeemThrottle:
         if not self.settings.limit_ip_fail_open:
             raise LimiterUnavailable(
                 "Code redemption throttling is unavailable; try again shortly",
+                headers={"Retry-After": "1"},
+            ) from exc
+
+
+class DeclarationThrottle:
+    """Vehicle declarations per account: at most ``grant_max_declarations_per_day`` in a day's
+    window (fixed, from the first declaration), so that deleting and declaring again cannot
+    mint vehicles without end (docs/grants.md "A false owner"). One counter in the account's
+    slot, ``vl:{<account id>}:decl`` (deleted with the account's other limiter keys on
+    erasure), counted by the same script as the redemption throttle: a declaration is counted
+    before it is stored and takes its count back when it is refused (a duplicate, the vehicle
+    limit). Redis unreachable: ``VINGW_LIMIT_IP_FAIL_OPEN`` decides, as for redemptions."""
+
+    WINDOW_S = 86_400
+
+    def __init__(self, redis: Any, settings: Settings) -> None:
+        self.settings = settings
+        self._script = redis.register_script(SCRIPT)
+        self._logged_at = -math.inf
+
+    @staticmethod
+    def key_of(account_id: str) -> str:
+        return "vl:{" + account_id + "}:decl"
+
+    async def _call(self, mode: str, key: str) -> tuple[bool, int]:
+        max_n = self.settings.grant_max_declarations_per_day
+        raw = await self._script(keys=[key], args=[mode, max_n, self.WINDOW_S * 1000])
+        return bool(int(raw[0])), int(raw[1])
+
+    async def admit(self, account_id: str) -> str | None:
+        """Count a declaration (the key counted, None when Redis could not count it), or raise
+        ``VehicleDeclarationsThrottled`` with the window's rest as ``Retry-After``."""
+        key = self.key_of(account_id)
+        try:
+            admitted, wait_ms = await self._call("try", key)
+        except RedisError as exc:
+            self._unavailable(exc)
+            return None
+        if not admitted:
+            retry_after = max(1, math.ceil(wait_ms / 1000))
+            n = self.settings.grant_max_declarations_per_day
+            raise VehicleDeclarationsThrottled(
+                f"At most {n} vehicle declarations per account and day; try again after "
+                "Retry-After seconds.",
+                headers={
+                    "Retry-After": str(retry_after),
+                    "RateLimit-Policy": f'"vehicle_declarations";q={n};w={self.WINDOW_S}',
+                    "RateLimit": f'"vehicle_declarations";r=0;t={retry_after}',
+                },
+                policy="vehicle_declarations",
+                max_declarations=n,
+            )
+        return key
+
+    async def undo(self, key: str | None) -> None:
+        """The declaration was refused: it does not count. A Redis failure is only logged."""
+        if key is None:
+            return
+        try:
+            await self._call("undo", key)
+        except RedisError as exc:
+            self._log(exc)
+
+    def _log(self, exc: RedisError) -> None:
+        now = time.monotonic()
+        if now - self._logged_at >= LOG_EVERY_S:
+            self._logged_at = now
+            log.warning(
+                "vehicle declaration throttle: Redis unavailable (%s); declarations fail %s",
+                type(exc).__name__,
+                "open" if self.settings.limit_ip_fail_open else "closed",
+            )
+
+    def _unavailable(self, exc: RedisError) -> None:
+        self._log(exc)
+        if not self.settings.limit_ip_fail_open:
+            raise LimiterUnavailable(
+                "Vehicle declaration throttling is unavailable; try again shortly",
                 headers={"Retry-After": "1"},
             ) from exc

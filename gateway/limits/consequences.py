@@ -13,7 +13,9 @@
   basis the attestation states correctly, which says nothing about the caller's conduct.
 - ``Consequences``: a block that just started, or a shadow policy that fired, becomes a flag for
   admins. Writing the flag is a database insert, so it runs off the hot path in a task this
-  object owns; ``drain`` waits for them at shutdown.
+  object owns; ``drain`` waits for them at shutdown. A shadow flag is for admins only: it does
+  not make the account "flagged" for the grant policy and invalidates no cached credentials
+  (``gateway.accounts.repository._flagged``, ``AccountService.add_flag``).
 """
 
 from __future__ import annotations

@@ -244,9 +244,10 @@ def _network_of(ip: str | None) -> str:
     return str(addr)
 
 
-#: The suffixes of an account's fixed keys (admit.lua's KEYS; ``:kb:<key id>``,
-#: ``:jti:<digest>`` and ``:grant:<pseudonym>`` are per API key, attestation and grant).
-_ACCOUNT_KEYS = (":ban", ":strikes", ":bucket", ":score", ":vins", ":seq", ":origin")
+#: The suffixes of an account's fixed keys (admit.lua's KEYS, and ``:decl``, the vehicle
+#: declaration counter of gateway/grants/throttle.py; ``:kb:<key id>``, ``:jti:<digest>`` and
+#: ``:grant:<pseudonym>`` are per API key, attestation and grant).
+_ACCOUNT_KEYS = (":ban", ":strikes", ":bucket", ":score", ":vins", ":seq", ":origin", ":decl")
 #: The account's keys that are found by listing, not computed: replay records and grant counters
 _LISTED = (":jti:", ":grant:")
 #: A grant's use counter outlives the grant's valid_until by this (then it expires).
@@ -474,6 +475,18 @@ class Limiter:
         except RedisError as exc:
             raise LimiterUnavailable(headers={"Retry-After": "1"}) from exc
         return {g: int(v) if v is not None else 0 for g, v in zip(ids, values, strict=True)}
+
+    async def forget_grant_uses(self, grants: list[tuple[str, str]]) -> int:
+        """Delete the use counters of deleted grants ((grantee account id, grant id)): one
+        DEL per grantee (its counters share its slot); the number deleted. Raises RedisError."""
+        by_grantee: dict[str, list[str]] = {}
+        for grantee, grant_id in grants:
+            by_grantee.setdefault(grantee, []).append(grant_id)
+        removed = 0
+        for grantee, ids in by_grantee.items():
+            tag = _tag(grantee)
+            removed += int(await self.redis.delete(*(self._grant_key(tag, g) for g in ids)))
+        return removed
 
     async def forget_account(self, account_id: str, key_ids: list[str]) -> int:
         """Erasure: delete every key of the account (blocks, strikes, buckets, scores, VIN

@@ -17,8 +17,10 @@ from gateway.text import Line, VinText
 
 #: A catalogue id (a vehicle type, a category).
 CatalogueId = Annotated[str, Line(64)]
-#: A grant id, in the form the attestation's ``grant_id`` claim must have.
-GrantId = Annotated[str, Field(pattern=GRANT_ID.pattern, max_length=32)]
+#: A grant id, in the form the attestation's ``grant_id`` claim must have. pydantic's ``pattern``
+#: is a search (and so is JSON Schema's), so the form is anchored at both ends: ``$`` is the end
+#: of the text in pydantic's Rust engine and in ECMA-262, not "before a final newline".
+GrantId = Annotated[str, Field(pattern=f"^{GRANT_ID.pattern}$", max_length=32)]
 
 
 class VinBody(BaseModel):

@@ -65,11 +65,10 @@ from gateway.accounts.service import AccountState
 from gateway.catalogue.backends import Catalogue, VehicleFeatures
 from gateway.config import Settings
 from gateway.exceptions import GatewayError, NotAuthenticated, validation_problem
-from gateway.grants.models import GrantResolver, GrantState, vehicle_pseudonym
+from gateway.grants.models import GrantResolver, GrantState, grant_expired, vehicle_pseudonym
 from gateway.limits.consequences import Consequences, signal_of
 from gateway.limits.exceptions import LimiterUnavailable
 from gateway.limits.limiter import GRANT_COUNTER_GRACE_S, Decision, Limiter
-from gateway.lookups.exceptions import InvalidVIN
 from gateway.lookups.schemas import AttestationRequest, DecodeRequest, LookupRequest
 from gateway.searchlog.service import QueryEvent, SearchLog
 from gateway.security import jws
@@ -88,6 +87,7 @@ from gateway.security.exceptions import (
     OwnerGrantRequired,
     PurposeOutOfScope,
 )
+from gateway.vins import normalized_vin, require_valid
 
 Body = TypeVar("Body", bound=BaseModel)
 
@@ -184,27 +184,6 @@ def features_of(vehicle: vinlib.DecodedVIN) -> VehicleFeatures:
         country_code=vehicle.country_code,
         plant_code=vehicle.plant_code,
     )
-
-
-def normalized_vin(raw_vin: str) -> str:
-    """The VIN as it is hashed and decoded (``vin.normalize``), or a 422 when it is not printable
-    ASCII: ``errors`` give each such character's position, never the character."""
-    try:
-        return vinlib.normalize(raw_vin)
-    except vinlib.VINError as exc:
-        raise InvalidVIN(
-            "The VIN has problems: " + exc.code, errors=[e.to_dict() for e in exc.errors]
-        ) from None
-
-
-def require_valid(decoded: vinlib.DecodedVIN) -> vinlib.DecodedVIN:
-    """The decoded VIN, or a 422 listing every problem (code, position, message)."""
-    if not decoded.valid:
-        raise InvalidVIN(
-            "The VIN has problems: " + ", ".join(sorted({e.code for e in decoded.errors})),
-            errors=[e.to_dict() for e in decoded.errors],
-        )
-    return decoded
 
 
 class VinQuery:
@@ -382,7 +361,7 @@ class VinQuery:
         q.grant = grant
         if grant.revoked:
             raise GrantRevoked()
-        if grant.valid_until < now:
+        if grant_expired(grant.valid_until, now):
             raise GrantExpired()
         vehicle = vehicle_pseudonym(self.vehicle_key, q.vin)
         if not jws.constant_time_equal(vehicle, grant.vin_pseudonym):

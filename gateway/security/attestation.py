@@ -69,7 +69,8 @@ TYP = "vin-attestation+jwt"
 BASES = frozenset({"owner", "owner_authorized", "owner_granted"})
 PURPOSES = frozenset({"parts_inquiry", "maintenance"})
 _JTI = re.compile(r"[A-Za-z0-9_-]{16,128}")
-#: A grant id's form (``grt_`` and 20 hex digits today; up to 32 characters accepted).
+#: A grant id's form (``grt_`` and 20 hex digits today; up to 32 characters accepted). Not
+#: anchored: match it whole (``fullmatch``); a schema ``pattern`` is a search and needs ``^...$``.
 GRANT_ID = re.compile(r"grt_[A-Za-z0-9_-]{1,28}")
 _UNDERSTOOD_CRIT: frozenset[str] = frozenset()
 #: How far apart the gateways' clocks (NTP-synchronized servers) and Redis's may be: the

@@ -17,6 +17,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import schemathesis
 from schemathesis.core.failures import Failure, FailureGroup
 from schemathesis.core.parameters import ParameterLocation
 
+import vin as vinlib
 from tests.gateway import signing
 from tests.gateway.procs import BIN, FAST_ENV, PASSWORD, free_port, workshop
 
@@ -51,6 +53,9 @@ COVERAGE_ENV = {
     "VINGW_LIMIT_VIN_PER_S": "1000",
     "VINGW_LIMIT_SHADOW": "guessing,distinct_vins,sequential",
     "VINGW_ACCESS_LOG_LEVEL": "WARNING",
+    # the test declares a vehicle for each case that needs one (tests/grants test the caps)
+    "VINGW_GRANT_MAX_VEHICLES": "100000",
+    "VINGW_GRANT_MAX_DECLARATIONS_PER_DAY": "100000",
 }
 
 
@@ -146,6 +151,14 @@ EMAIL_RULE = (
     "format allows: special-use domain names (RFC 6761: `.test`, `.invalid`, `.localhost`...) "
     "among them."
 )
+GRANT_TIME_RULE = (
+    "A grant's `valid_until` must lie in the future and at most `VINGW_GRANT_MAX_DAYS` ahead: "
+    "a property of the clock, not of the schema."
+)
+GRANT_ID_RULE = (
+    "`grant_id` is required when, and only when, `basis` is `owner_granted`: a dependency "
+    "between two fields that the document (generated from the model) does not express."
+)
 TOOL_PATTERN = (
     "The character rules of gateway/text.py are in the schema as a `pattern` (one negated class "
     "per rule, `gateway.text.json_pattern`), but schemathesis 4.32.5 still sends values that "
@@ -158,6 +171,23 @@ ALLOWED = [
     Allowance("ST202", "POST /v1/vins/decode", "invalid_vin", "by design", VIN_RULE),
     Allowance("ST202", "POST /v1/lookups", "invalid_vin", "by design", VIN_RULE),
     Allowance("ST202", "POST /v1/attestations", "invalid_vin", "by design", VIN_RULE),
+    Allowance("ST202", "POST /v1/vehicles", "invalid_vin", "by design", VIN_RULE),
+    Allowance(
+        "ST202",
+        "POST /v1/grants",
+        "invalid_request",
+        "by design",
+        GRANT_TIME_RULE,
+        errors=("valid_until:in_the_past", "valid_until:too_far"),
+    ),
+    Allowance(
+        "ST202",
+        "POST /v1/attestations",
+        "invalid_request",
+        "by design",
+        GRANT_ID_RULE,
+        errors=("grant_id:missing",),
+    ),
     Allowance(
         "ST202",
         "*",
@@ -240,6 +270,8 @@ class Gateway:
     workshop: Identity
     workshop_email: str
     subject: Identity  # the account admin operations act on
+    owner: Identity | None = None  # another account: the owner of the grants redeemed
+    owner_workshop_code: str = ""
     seen: dict[str, set[str]] = field(default_factory=dict)  # operation -> outcomes
 
     def register(self) -> Identity:
@@ -248,11 +280,34 @@ class Gateway:
         token = w["auth"]["Authorization"].removeprefix("Bearer ")
         return Identity(w["id"], token, w["key"], w["kid"])
 
-    def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        auth = {"Authorization": f"Bearer {self.workshop.token}"}
+    def create(
+        self, path: str, body: dict[str, Any], as_: Identity | None = None
+    ) -> dict[str, Any]:
+        auth = {"Authorization": f"Bearer {(as_ or self.workshop).token}"}
         r = httpx.post(self.base + path, json=body, headers=auth)
         assert r.status_code == 201, r.text
         return r.json()  # type: ignore[no-any-return]
+
+    def vehicle(self, as_: Identity | None = None) -> str:
+        """A vehicle newly declared by the workshop (or ``as_``)."""
+        return str(self.create("/v1/vehicles", {"vin": fresh_vin()}, as_)["id"])
+
+    def grant(self, as_: Identity | None = None) -> dict[str, Any]:
+        """A pending grant (with its one-time code) of a new vehicle of the workshop's (or
+        ``as_``'s)."""
+        body = {"vehicle_id": self.vehicle(as_), "valid_until": in_a_week()}
+        return self.create("/v1/grants", body, as_)
+
+
+def fresh_vin() -> str:
+    """A valid VIN not declared before: a public VIN's VDS and plant, a random serial, the
+    check digit computed."""
+    base = "1HGCM82633A" + f"{secrets.randbelow(10**6):06d}"
+    return base[:8] + vinlib.check_digit(base) + base[9:]
+
+
+def in_a_week() -> str:
+    return (datetime.now(UTC) + timedelta(days=7)).isoformat()
 
 
 def _env(extra: dict[str, str]) -> dict[str, str]:
@@ -335,6 +390,9 @@ def gateway(
         gw.workshop, gw.subject = gw.register(), gw.register()
         auth = {"Authorization": f"Bearer {gw.workshop.token}"}
         gw.workshop_email = client.get("/v1/me", headers=auth).json()["email"]
+        gw.owner = gw.register()
+        owner_auth = {"Authorization": f"Bearer {gw.owner.token}"}
+        gw.owner_workshop_code = client.get("/v1/me", headers=owner_auth).json()["workshop_code"]
         yield gw
 
 
@@ -423,6 +481,14 @@ def prepare(case: Any, gw: Gateway) -> None:
             body["jwk"] = signing.ec_key()[1]
         if path == "/v1/auth/token" and {"username", "password"} <= set(body):
             body.update(username=gw.workshop_email, password=PASSWORD)
+        if path == "/v1/vehicles" and isinstance(body.get("vin"), str):
+            body["vin"] = fresh_vin()
+        if path == "/v1/grants" and isinstance(body.get("vehicle_id"), str):
+            body.update(vehicle_id=gw.vehicle(), valid_until=in_a_week())
+            if isinstance(body.get("workshop_code"), str):
+                body["workshop_code"] = gw.owner_workshop_code  # another account's
+        if path == "/v1/grant-codes/redeem" and isinstance(body.get("code"), str):
+            body["code"] = gw.grant(as_=gw.owner)["code"]  # another owner's pending grant
     params = case.path_parameters = dict(case.path_parameters or {})
     if params and half(case) and not negative(case, ParameterLocation.PATH):
         if "account_id" in params:
@@ -431,6 +497,10 @@ def prepare(case: Any, gw: Gateway) -> None:
             params["key_id"] = gw.create("/v1/api-keys", {"name": "contract"})["id"]
         elif "kid" in params:
             params["kid"] = gw.create("/v1/attestation-keys", {"jwk": signing.ec_key()[1]})["kid"]
+        elif "vehicle_id" in params:
+            params["vehicle_id"] = gw.vehicle()
+        elif "grant_id" in params:
+            params["grant_id"] = gw.grant()["grant"]["id"]
 
 
 @schema.parametrize()

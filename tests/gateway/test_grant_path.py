@@ -82,9 +82,15 @@ async def _verify(**claims: Any) -> Any:
 
 @pytest.mark.parametrize(
     "grant_id",
-    [None, 17, "", "grt_", "tok_0123456789abcdef0123", "grt_" + "a" * 29, "grt_ab/cd", ["grt_a"]],
-    ids=["missing", "int", "empty", "bare-prefix", "other-prefix", "33-chars", "slash", "list"],
-)
+    [
+        None, 17, "", "grt_", "tok_0123456789abcdef0123", "grt_" + "a" * 29, "grt_ab/cd",
+        ["grt_a"], "zzz grt_abc !!", "grt_a\n", "grt_a\x00", "\u202egrt_a", "grt_a\u200b",
+    ],
+    ids=[
+        "missing", "int", "empty", "bare-prefix", "other-prefix", "33-chars", "slash", "list",
+        "inside-text", "newline-after", "nul-after", "bidi-before", "zero-width-after",
+    ],
+)  # fmt: skip
 async def test_grant_id_claim_must_be_a_grant_id(grant_id: Any) -> None:
     claims: dict[str, Any] = {"basis": "owner_granted", "purpose": "maintenance"}
     if grant_id is not None:
@@ -452,6 +458,58 @@ async def test_each_grant_refusal(api: Api, scenario: str) -> None:
         assert await api.state.limiter.grant_uses(shop.id, [grant_id]) == {grant_id: 2}
 
 
+async def test_the_grant_checks_run_in_their_order(api: Api) -> None:
+    """Grants with several defects at once: the first check in the documented order decides.
+    A ladder (every defect, then all but the first, ...) pins the whole order: swapping any two
+    checks makes one rung answer with the other's code. The pairs named in the review are
+    checked on their own too."""
+    owner, shop, other = await api.register(), await api.workshop(), await api.workshop()
+    vehicle_id = await vehicle(api, owner)
+    # each grant: only parts_inquiry, one use (spent at once), so every later query with purpose
+    # maintenance is out of scope and one with parts_inquiry finds it exhausted
+    defective = {"purposes": ["parts_inquiry"], "max_uses": 1}
+    short_lived, revoked, long_lived = [
+        (await grant(api, owner, vehicle_id, shop, valid_s=valid_s, **defective))["grant"]
+        for valid_s in (2, 2, 3600)
+    ]
+    for made in (short_lived, revoked, long_lived):
+        spend = granted(api, shop, VIN, made["id"], purpose="parts_inquiry")
+        assert (await lookup(api, spend)).status_code == 200
+    r = await api.client.post(f"/v1/grants/{revoked['id']}/revoke", headers=owner.auth)
+    assert r.status_code == 200, r.text
+
+    async def answer(caller: Account, made: dict[str, Any], vin: str, purpose: str) -> str:
+        r = await lookup(api, granted(api, caller, vin, made["id"], purpose=purpose), vin)
+        assert r.status_code == 403, r.text
+        return str(r.json()["code"])
+
+    # before the expiry: revoked + another VIN, and (unexpired) another VIN + wrong purpose
+    assert await answer(shop, revoked, OTHER_VIN, "maintenance") == "grant_revoked"
+    assert await answer(shop, short_lived, OTHER_VIN, "maintenance") == "grant_vehicle_mismatch"
+    # expired once now (whole seconds) is past valid_until
+    await _sleep_until(max(_until(short_lived), _until(revoked)) + 1.05)
+    ladder = [
+        (other, revoked, OTHER_VIN, "maintenance", "grant_unknown"),  # + revoked, expired ...
+        (shop, revoked, OTHER_VIN, "maintenance", "grant_revoked"),  # + expired, vehicle ...
+        (shop, short_lived, OTHER_VIN, "maintenance", "grant_expired"),  # + vehicle, purpose ...
+        (shop, long_lived, OTHER_VIN, "maintenance", "grant_vehicle_mismatch"),  # + purpose ...
+        (shop, long_lived, VIN, "maintenance", "grant_purpose_out_of_scope"),  # + exhausted
+        (shop, long_lived, VIN, "parts_inquiry", "grant_exhausted"),  # nothing else wrong
+    ]
+    got = [await answer(caller, made, vin, purpose) for caller, made, vin, purpose, _ in ladder]
+    assert got == [code for *_, code in ladder]
+    # the pairs on their own: expired + wrong purpose, unknown to the caller + revoked
+    assert await answer(shop, short_lived, VIN, "maintenance") == "grant_expired"
+    assert await answer(other, revoked, VIN, "parts_inquiry") == "grant_unknown"
+    # and nothing wrong at all is served (a fresh grant), so every rung was a real refusal
+    fresh = (await grant(api, owner, vehicle_id, shop))["grant"]
+    assert (await lookup(api, granted(api, shop, VIN, fresh["id"]))).status_code == 200
+
+
+def _until(made: dict[str, Any]) -> float:
+    return datetime.fromisoformat(made["valid_until"].replace("Z", "+00:00")).timestamp()
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_grant_policy_shadow_then_enforced(
     mode: str, request: pytest.FixtureRequest, tmp_path: Any
@@ -510,6 +568,53 @@ async def test_grant_policy_flagged_applies_to_open_flags_only(
         )
         assert r.status_code in {200, 204}, r.text
         assert (await api.lookup(shop, VIN)).status_code == 200  # resolved: no open flag
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_shadow_flag_does_not_make_an_account_flagged(
+    mode: str, request: pytest.FixtureRequest, tmp_path: Any
+) -> None:
+    """A shadow policy only observes: its flag neither puts the account under the grant policy
+    ``flagged`` nor drops any worker's cached credentials. An enforced flag does both."""
+    from gateway.accounts.models import Flag
+    from tests.gateway.test_limits import admin_of, flags_of
+
+    shadow = settings_for(mode, request, tmp_path, grant_policy="all")
+    async with serving(shadow, mode) as api:
+        shop = await api.workshop()
+        published = _record_notifications(api)
+        assert (await api.lookup(shop, VIN)).status_code == 200
+        admin = await admin_of(api)
+        flags = await flags_of(api, admin, shop.id)
+        assert [(f["policy"], f["shadow"], f["resolved_at"]) for f in flags] == [
+            ("grant_policy", True, None)
+        ]
+        assert [p for p in published if p[0] == shop.id] == []  # a shadow flag drops nothing
+    enforced = settings_for(
+        mode, request, tmp_path, grant_policy="flagged", grant_policy_shadow=False
+    )
+    async with serving(enforced, mode) as api:  # state read afresh from the database
+        published = _record_notifications(api)
+        assert (await api.lookup(shop, VIN)).status_code == 200  # its open shadow flag: ignored
+        await api.state.accounts.add_flag(
+            Flag(account_id=shop.id, policy="guessing", reason="test", evidence={})
+        )
+        assert [p for p in published if p[0] == shop.id] == [(shop.id, "status_changed")]
+        problem(await api.lookup(shop, VIN), 403, "owner_grant_required")
+
+
+def _record_notifications(api: Api) -> list[tuple[str, str]]:
+    """What the account service tells the other workers from now on (passed on unchanged)."""
+    accounts = api.state.accounts
+    published: list[tuple[str, str]] = []
+    notify = accounts.notify
+
+    async def recording(account_id: str, reason: str, key_id: str | None) -> None:
+        published.append((account_id, reason))
+        await notify(account_id, reason, key_id)
+
+    accounts.notify = recording
+    return published
 
 
 def _shadow_count(policy: str) -> float:

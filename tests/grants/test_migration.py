@@ -13,10 +13,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
 import gateway.grants.models  # noqa: F401 - the grants' tables are in the accounts metadata
+from gateway.accounts.codes import ALPHABET
 from gateway.accounts.models import AccountsModel
 from gateway.config import sync_database_url
 from gateway.db import alembic_config, migrate
-from gateway.grants.codes import ALPHABET
 from tests.searchlog.conftest import fresh_databases
 
 VERSION_TABLE = "alembic_version_accounts"

@@ -20,7 +20,7 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
-# the alphabet of gateway.grants.codes, written out: a migration does not follow later code
+# the alphabet of gateway.accounts.codes, computed here: a migration does not follow later code
 ALPHABET = "".join(c for c in string.digits + string.ascii_uppercase if c not in "ILOU")
 
 
