@@ -129,8 +129,8 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = Field(default=65536, ge=8)
     argon2_parallelism: int = Field(default=2, ge=1)
 
-    privacy_policy_version: str = "2026-11-01"
-    privacy_policy_effective_date: date = date(2026, 11, 1)
+    privacy_policy_version: str = "2026-12-01"
+    privacy_policy_effective_date: date = date(2026, 12, 1)
     privacy_policy_url: str = "/privacy-policy.html"
 
     # suspicious-usage limits (defaults and their reasons: docs/limits.md)

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.config import Settings
 from tests.gateway.procs import BIN, FAST_ENV, running
 from tests.web.browser import (
     CHROMIUM,
@@ -52,7 +53,7 @@ ALL_VINS = (VIN, ALT_VIN, BAD_VIN, TYPO_VIN, *BLOCK_VINS)
 PASSWORD = "a long passphrase 42"
 ADMIN_EMAIL = "ops@example.com"
 ADMIN_PASSWORD = "an operator passphrase 7"
-POLICY_VERSION = "2026-11-01"
+POLICY_VERSION = Settings.model_fields["privacy_policy_version"].default
 #: the requests whose body may carry a VIN (declaring a vehicle included)
 VIN_BODIES = ("/v1/attestations", "/v1/lookups", "/v1/vins/decode", "/v1/vehicles")
 
