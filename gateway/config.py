@@ -177,10 +177,13 @@ class Settings(BaseSettings):
     # live grants (not revoked, not expired) per vehicle; refused 409 vehicle_grant_limit_reached
     grant_max_live_per_vehicle: int = Field(default=50, ge=1)
     # ended grants (revoked, or valid_until passed) are deleted this many days after their end
-    # by the periodic maintenance (every searchlog_purge_interval_s); None: the search log's
+    # by each worker's maintenance (every grant_purge_interval_s); None: the search log's
     # retention ceiling (searchlog_retention_days + searchlog_grace_days, 213 days), so the
     # owner can see a grant's uses as long as the search log keeps them
     grant_retention_days: int | None = Field(default=None, ge=1)
+    # its own interval, not the search log's: a deployment that purges the search log by cron
+    # (searchlog_purge_interval_s=0) still purges ended grants; 0: never
+    grant_purge_interval_s: float = Field(default=21_600, ge=0)
     # search log (docs/searchlog.md)
     pseudonym_keys_file: Path | None = None  # default: <secrets dir>/pseudonym_keys.json
     pseudonym_epoch: Literal["month", "week", "day"] = "month"  # key rotation period

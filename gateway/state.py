@@ -71,11 +71,11 @@ class AppState:
 
     async def close(self) -> None:
         await self.consequences.drain()
+        await self.grant_service.stop()  # before the bus: a purge in flight may still publish
         if self.invalidations is not None:
             await self.invalidations.close()
         if self.settings.embedded_redis:  # its replay records for the next start
             await embedded_replay.save(self.settings.data_dir, self.limiter)
-        await self.grant_service.stop()
         await self.searchlog.stop()
         await self.catalogue.close()
         await self.accounts_db.dispose()

@@ -52,11 +52,13 @@ class GrantRepository:
 
     async def lock_account(self, account_id: str) -> None:
         """Serialize an account's vehicle declarations until the commit: PostgreSQL locks the
-        account row (``FOR UPDATE``), so a count checked under it stays true until the insert.
+        account row (``FOR NO KEY UPDATE``), so a count checked under it stays true until the insert.
         SQLite ignores it: the embedded gateway is one process, and ``GrantService``
         serializes these steps within the process."""
         await self.session.exec(
-            select(Account.id).where(Account.id == account_id).with_for_update()
+            # NO KEY UPDATE: it still serializes these steps, but not the inserts of rows that
+            # merely reference the account (keys, flags, grants), which take KEY SHARE
+            select(Account.id).where(Account.id == account_id).with_for_update(key_share=True)
         )
 
     # --- vehicles ---------------------------------------------------------------------------
@@ -72,7 +74,9 @@ class GrantRepository:
     async def vehicle(self, vehicle_id: str, *, lock: bool = False) -> Vehicle | None:
         """The vehicle; ``lock``: its row locked until the commit (PostgreSQL; see
         ``lock_account``), to count its grants and add one as one step."""
-        return await self.session.get(Vehicle, vehicle_id, with_for_update=lock or None)
+        return await self.session.get(
+            Vehicle, vehicle_id, with_for_update={"key_share": True} if lock else None
+        )
 
     async def count_vehicles(self, owner_id: str) -> int:
         result = await self.session.exec(

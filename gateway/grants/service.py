@@ -15,7 +15,7 @@ The number of queries made under a grant is counted by the admission script in R
 through ``uses``; the queries themselves are read from the search log by the grant's pseudonym.
 
 Ended grants do not stay forever: the maintenance task (``start``, every
-``searchlog_purge_interval_s``) deletes grants that ended (revoked, or valid_until passed) more
+``grant_purge_interval_s``) deletes grants that ended (revoked, or valid_until passed) more
 than ``Settings.grant_retention_s`` ago, as a deletion does: search-log rows unlinked, use
 counters deleted, caches dropped.
 """
@@ -156,10 +156,12 @@ class GrantService:
         self.notify = notify  # tells the other workers (InvalidationBus.publish)
         self.clock = clock  # seconds; injectable so tests move time instead of sleeping
         self.task: asyncio.Task[None] | None = None  # the maintenance (purge) loop
-        # a limit's count and the insert it allows are one step: this lock within the process
-        # (SQLite takes no row lock), the locked account or vehicle row across processes
-        # (PostgreSQL: ``lock_account``, ``vehicle(lock=True)``)
-        self._counted = asyncio.Lock()
+        # a limit's count and the insert it allows are one step: on PostgreSQL the locked
+        # account or vehicle row (``lock_account``, ``vehicle(lock=True)``), across processes;
+        # on SQLite, which takes no row lock, this lock within the (one) process
+        self._counted: contextlib.AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if db.url.startswith("sqlite") else contextlib.nullcontext()
+        )
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -242,7 +244,11 @@ class GrantService:
         await self._delete_grants(grants, lambda repo: repo.delete_vehicle(vehicle_id))
 
     async def _delete_grants(
-        self, grants: list[OwnerGrant], delete: Callable[[GrantRepository], Awaitable[None]]
+        self,
+        grants: list[OwnerGrant],
+        delete: Callable[[GrantRepository], Awaitable[None]],
+        *,
+        publish: bool = True,
     ) -> None:
         """Delete rows (``delete``) and unlink the grants' search-log rows: unlinked first (a
         search log that cannot be reached stops it before anything is deleted), and once more
@@ -256,7 +262,12 @@ class GrantService:
             repo = GrantRepository(session)
             await delete(repo)
             await repo.commit()
-        await self._changed(g.grantee_account_id or g.owner_account_id for g in grants)
+        affected = (g.grantee_account_id or g.owner_account_id for g in grants)
+        if publish:
+            await self._changed(affected)
+        else:  # ended grants: a cached copy elsewhere is refused all the same, and expires
+            for account_id in dict.fromkeys(a for a in affected if a):
+                self.on_change(account_id)
         if links:
             await self.searchlog.forget_grants(links, grantees=grantees)
         counters = [(g.grantee_account_id, g.id) for g in grants if g.grantee_account_id]
@@ -480,7 +491,11 @@ class GrantService:
             async with self.db.session() as session:
                 batch = list(await GrantRepository(session).ended_before(cut, PURGE_BATCH))
             if batch:
-                await self._delete_grants(batch, partial(_delete_ids, [g.id for g in batch]))
+                # no invalidation messages: every worker purges, and an ended grant is refused
+                # from a cached copy too (revoked or past valid_until)
+                await self._delete_grants(
+                    batch, partial(_delete_ids, [g.id for g in batch]), publish=False
+                )
                 deleted += len(batch)
             if len(batch) < PURGE_BATCH:
                 if deleted:
@@ -488,9 +503,9 @@ class GrantService:
                 return deleted
 
     def start(self) -> None:
-        """The maintenance task: ``purge_ended`` every ``searchlog_purge_interval_s`` (0: never
+        """The maintenance task: ``purge_ended`` every ``grant_purge_interval_s`` (0: never
         in this process), the first one interval after the start."""
-        interval = self.settings.searchlog_purge_interval_s
+        interval = self.settings.grant_purge_interval_s
         if self.task is None and interval > 0:
             self.task = asyncio.create_task(self._maintenance_loop(interval), name="grants-purge")
 

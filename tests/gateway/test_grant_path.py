@@ -589,6 +589,7 @@ async def test_a_shadow_flag_does_not_make_an_account_flagged(
         assert [(f["policy"], f["shadow"], f["resolved_at"]) for f in flags] == [
             ("grant_policy", True, None)
         ]
+        await api.state.consequences.drain()  # add_flag publishes after its commit
         assert [p for p in published if p[0] == shop.id] == []  # a shadow flag drops nothing
     enforced = settings_for(
         mode, request, tmp_path, grant_policy="flagged", grant_policy_shadow=False

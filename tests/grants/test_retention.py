@@ -64,7 +64,9 @@ async def test_ended_grants_are_purged_after_the_retention(api: Api) -> None:
 
 
 async def test_the_maintenance_task_purges(serve: Serve) -> None:
-    async with serve(searchlog_purge_interval_s=0.1, grant_retention_days=1) as api:
+    async with serve(
+        grant_purge_interval_s=0.1, searchlog_purge_interval_s=0, grant_retention_days=1
+    ) as api:
         owner = await api.register()
         vid = await vehicle(api, owner)
         gone = (await grant(api, owner, vid))["grant"]["id"]
