@@ -52,9 +52,8 @@ class GrantRepository:
 
     async def lock_account(self, account_id: str) -> None:
         """Serialize an account's vehicle declarations until the commit: PostgreSQL locks the
-        account row (``FOR NO KEY UPDATE``), so a count checked under it stays true until the insert.
-        SQLite ignores it: the embedded gateway is one process, and ``GrantService``
-        serializes these steps within the process."""
+        account row (``FOR NO KEY UPDATE``), so a count checked under it stays true until the
+        insert. SQLite ignores it; ``GrantService`` serializes these steps within the process."""
         await self.session.exec(
             # NO KEY UPDATE: it still serializes these steps, but not the inserts of rows that
             # merely reference the account (keys, flags, grants), which take KEY SHARE
