@@ -59,6 +59,13 @@ class InvalidRequest(GatewayError):
     code, status, title = "invalid_request", 422, "The request body is not valid"
 
 
+class InvalidVIN(GatewayError):
+    """The VIN does not validate; ``errors`` lists every problem (code, position, message).
+    Shared by every endpoint that takes a VIN (``gateway.vins``)."""
+
+    code, status, title = "invalid_vin", 422, "The VIN is not valid"
+
+
 class MalformedJSON(GatewayError):
     code, status, title = "malformed_json", 400, "The request body is not valid JSON"
 

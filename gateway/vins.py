@@ -4,7 +4,7 @@ declarations): one place, so that a VIN gets the same ``422 invalid_vin`` everyw
 from __future__ import annotations
 
 import vin as vinlib
-from gateway.lookups.exceptions import InvalidVIN
+from gateway.exceptions import InvalidVIN
 
 
 def normalized_vin(raw_vin: str) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from gateway.deps import ClientIP, CurrentAccount, GrantServiceDep
-from gateway.exceptions import NotFound, ServiceUnavailable
+from gateway.exceptions import InvalidVIN, NotFound, ServiceUnavailable
 from gateway.grants.exceptions import (
     GrantCodeInvalid,
     GrantCodeThrottled,
@@ -35,7 +35,6 @@ from gateway.grants.schemas import (
     VehicleList,
 )
 from gateway.limits.exceptions import LimiterUnavailable
-from gateway.lookups.exceptions import InvalidVIN
 from gateway.openapi import declares
 from gateway.text import PathId
 

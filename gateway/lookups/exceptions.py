@@ -1,11 +1,10 @@
-"""Refusals of the VIN endpoints themselves (the attestation's are in ``gateway.security``)."""
+"""Refusals of the VIN endpoints themselves (the attestation's are in ``gateway.security``).
+
+``InvalidVIN`` is shared with the vehicle declarations, so it lives in ``gateway.exceptions``
+(re-exported here for the VIN endpoints)."""
 
 from __future__ import annotations
 
-from gateway.exceptions import GatewayError
+from gateway.exceptions import InvalidVIN
 
-
-class InvalidVIN(GatewayError):
-    """The VIN does not validate; ``errors`` lists every problem (code, position, message)."""
-
-    code, status, title = "invalid_vin", 422, "The VIN is not valid"
+__all__ = ["InvalidVIN"]
