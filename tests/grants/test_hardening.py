@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from gateway.accounts.codes import WORKSHOP_CODE_LENGTH, new_workshop_code, normalize
 from gateway.accounts.models import Account as AccountRow
-from gateway.grants.models import grant_expired
+from gateway.grants.models import Vehicle, grant_expired
 from tests.gateway.conftest import Account, Api, serving, settings_for
 from tests.grants.conftest import (
     OTHER_VIN,
@@ -302,3 +302,53 @@ async def test_a_declaration_waits_for_the_owners_row_lock(
             await session.commit()
         r = await asyncio.wait_for(declaring, 5)
         assert r.status_code == 201, r.text
+
+
+@pytest.mark.postgres
+async def test_a_grant_waits_for_its_vehicles_row_lock(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """PostgreSQL: the vehicle's live grants are counted and the new one inserted under the
+    vehicle's row lock, so a grant made in another worker (here: a transaction holding a
+    conflicting lock on that row) waits for it."""
+    settings = settings_for("services", request, tmp_path)
+    async with serving(settings, "services") as api:
+        owner, shop = await api.register(), await api.register()
+        vid = await vehicle(api, owner)
+        body = {"vehicle_id": vid, "valid_until": in_days(30)}
+        async with api.state.accounts_db.session() as session:
+            # FOR SHARE blocks the count's FOR NO KEY UPDATE, not the FOR KEY SHARE the insert
+            # takes on the vehicle row (the foreign key): only the explicit lock waits
+            await session.exec(
+                select(Vehicle.id).where(Vehicle.id == vid).with_for_update(read=True)
+            )
+            granting = asyncio.create_task(
+                api.client.post(
+                    "/v1/grants",
+                    json={**body, "workshop_code": await workshop_code(api, shop)},
+                    headers=owner.auth,
+                )
+            )
+            await asyncio.sleep(0.5)
+            assert not granting.done(), "the grant did not wait for the vehicle's row lock"
+            await session.commit()
+        r = await asyncio.wait_for(granting, 5)
+        assert r.status_code == 201, r.text
+
+
+async def test_a_declaration_refused_by_the_vehicle_limit_gives_its_count_back(
+    serve: Serve,
+) -> None:
+    """Counted before the insert, given back when refused: a refusal for the vehicle limit
+    does not use up the day's declarations."""
+    async with serve(grant_max_vehicles=1, grant_max_declarations_per_day=2) as api:
+        owner = await api.register()
+        first, second = vins(2)
+        vid = await vehicle(api, owner, first)
+        r = await api.client.post("/v1/vehicles", json={"vin": second}, headers=owner.auth)
+        problem(r, 409, "vehicle_limit_reached")
+        r = await api.client.delete(f"/v1/vehicles/{vid}", headers=owner.auth)
+        assert r.status_code == 204, r.text
+        await vehicle(api, owner, second)  # the second of two: the refusal was not counted
+        r = await api.client.post("/v1/vehicles", json={"vin": first}, headers=owner.auth)
+        problem(r, 429, "vehicle_declarations_throttled")  # a third is over the day's two
