@@ -18,6 +18,7 @@ from gateway.accounts.codes import WORKSHOP_CODE_LENGTH, new_workshop_code, norm
 from gateway.accounts.models import Account as AccountRow
 from gateway.grants.models import Vehicle, grant_expired
 from tests.gateway.conftest import Account, Api, serving, settings_for
+from tests.gateway.test_redis_faults import OwnRedis, settings_on
 from tests.grants.conftest import (
     OTHER_VIN,
     VIN,
@@ -352,3 +353,34 @@ async def test_a_declaration_refused_by_the_vehicle_limit_gives_its_count_back(
         await vehicle(api, owner, second)  # the second of two: the refusal was not counted
         r = await api.client.post("/v1/vehicles", json={"vin": first}, headers=owner.auth)
         problem(r, 429, "vehicle_declarations_throttled")  # a third is over the day's two
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("fail_open", [True, False], ids=["fail-open", "fail-closed"])
+async def test_the_grant_throttles_follow_the_ip_limits_fail_open_setting(
+    tmp_path: Path, fail_open: bool
+) -> None:
+    """With Redis frozen, the declaration and redemption throttles do what the per-IP limit and
+    the login throttle do (``VINGW_LIMIT_IP_FAIL_OPEN``): let the request through, or refuse it
+    503 ``limiter_unavailable``, each within one Redis timeout."""
+    server = OwnRedis(tmp_path / "redis")
+    try:
+        settings = settings_on(tmp_path, server, limit_ip_fail_open=fail_open)
+        async with serving(settings, "services") as api:
+            owner = await api.register()
+            server.freeze()
+            try:
+                declared = await api.client.post(
+                    "/v1/vehicles", json={"vin": VIN}, headers=owner.auth
+                )
+                redeemed = await redeem(api, owner, "00000-00000")
+            finally:
+                server.thaw()
+            if fail_open:
+                assert declared.status_code == 201, declared.text
+                problem(redeemed, 404, "grant_code_invalid")
+            else:
+                problem(declared, 503, "limiter_unavailable")
+                problem(redeemed, 503, "limiter_unavailable")
+    finally:
+        server.stop()
