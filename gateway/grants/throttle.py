@@ -72,13 +72,55 @@ class Attempt:
     keys: tuple[str, ...]
 
 
-class RedeemThrottle:
-    def __init__(self, redis: Any, settings: Settings, *, key: bytes) -> None:
-        self.redis = redis
+class _FixedWindowThrottle:
+    """What both throttles share: the fixed-window script, and what a Redis failure does
+    (``VINGW_LIMIT_IP_FAIL_OPEN``: through, or 503; logged at most once a minute)."""
+
+    #: how the log line and the 503 name the throttle
+    WHAT = ""
+
+    def __init__(self, redis: Any, settings: Settings) -> None:
         self.settings = settings
-        self.key = key
         self._script = redis.register_script(SCRIPT)
         self._logged_at = -math.inf
+
+    def _log(self, exc: RedisError) -> None:
+        now = time.monotonic()
+        if now - self._logged_at >= LOG_EVERY_S:
+            self._logged_at = now
+            log.warning(
+                "%s throttle: Redis unavailable (%s); it fails %s",
+                self.WHAT,
+                type(exc).__name__,
+                "open" if self.settings.limit_ip_fail_open else "closed",
+            )
+
+    def _unavailable(self, exc: RedisError) -> None:
+        self._log(exc)
+        if not self.settings.limit_ip_fail_open:
+            raise LimiterUnavailable(
+                f"{self.WHAT.capitalize()} throttling is unavailable; try again shortly",
+                headers={"Retry-After": "1"},
+            ) from exc
+
+
+def throttled_headers(policy: str, quota: int, window_s: int, wait_ms: int) -> dict[str, str]:
+    """Retry-After and the RateLimit fields of a spent fixed-window budget."""
+    retry_after = max(1, math.ceil(wait_ms / 1000))
+    return {
+        "Retry-After": str(retry_after),
+        "RateLimit-Policy": f'"{policy}";q={quota};w={window_s}',
+        "RateLimit": f'"{policy}";r=0;t={retry_after}',
+    }
+
+
+class RedeemThrottle(_FixedWindowThrottle):
+    WHAT = "code redemption"
+
+    def __init__(self, redis: Any, settings: Settings, *, key: bytes) -> None:
+        super().__init__(redis, settings)
+        self.redis = redis
+        self.key = key
 
     def _pseudonym(self, label: bytes, value: str) -> str:
         return hmac.new(self.key, label + value.encode(), hashlib.sha256).hexdigest()[:24]
@@ -132,40 +174,17 @@ class RedeemThrottle:
 
     def _throttled(self, wait_ms: int) -> GrantCodeThrottled:
         s = self.settings
-        retry_after = max(1, math.ceil(wait_ms / 1000))
         return GrantCodeThrottled(
             "Too many wrong one-time codes from this account or network: the code was not "
             "checked. Try again after Retry-After seconds.",
-            headers={
-                "Retry-After": str(retry_after),
-                "RateLimit-Policy": (
-                    f'"grant_code";q={s.grant_code_max_failures};w={round(s.grant_code_window_s)}'
-                ),
-                "RateLimit": f'"grant_code";r=0;t={retry_after}',
-            },
+            headers=throttled_headers(
+                "grant_code", s.grant_code_max_failures, round(s.grant_code_window_s), wait_ms
+            ),
             policy="grant_code",
         )
 
-    def _log(self, exc: RedisError) -> None:
-        now = time.monotonic()
-        if now - self._logged_at >= LOG_EVERY_S:
-            self._logged_at = now
-            log.warning(
-                "grant code throttle: Redis unavailable (%s); redemptions fail %s",
-                type(exc).__name__,
-                "open" if self.settings.limit_ip_fail_open else "closed",
-            )
 
-    def _unavailable(self, exc: RedisError) -> None:
-        self._log(exc)
-        if not self.settings.limit_ip_fail_open:
-            raise LimiterUnavailable(
-                "Code redemption throttling is unavailable; try again shortly",
-                headers={"Retry-After": "1"},
-            ) from exc
-
-
-class DeclarationThrottle:
+class DeclarationThrottle(_FixedWindowThrottle):
     """Vehicle declarations per account: at most ``grant_max_declarations_per_day`` in a day's
     window (fixed, from the first declaration), so that deleting and declaring again cannot
     mint vehicles without end (docs/grants.md "A false owner"). One counter in the account's
@@ -174,12 +193,8 @@ class DeclarationThrottle:
     before it is stored and takes its count back when it is refused (a duplicate, the vehicle
     limit). Redis unreachable: ``VINGW_LIMIT_IP_FAIL_OPEN`` decides, as for redemptions."""
 
+    WHAT = "vehicle declaration"
     WINDOW_S = 86_400
-
-    def __init__(self, redis: Any, settings: Settings) -> None:
-        self.settings = settings
-        self._script = redis.register_script(SCRIPT)
-        self._logged_at = -math.inf
 
     @staticmethod
     def key_of(account_id: str) -> str:
@@ -200,16 +215,11 @@ class DeclarationThrottle:
             self._unavailable(exc)
             return None
         if not admitted:
-            retry_after = max(1, math.ceil(wait_ms / 1000))
             n = self.settings.grant_max_declarations_per_day
             raise VehicleDeclarationsThrottled(
                 f"At most {n} vehicle declarations per account and day; try again after "
                 "Retry-After seconds.",
-                headers={
-                    "Retry-After": str(retry_after),
-                    "RateLimit-Policy": f'"vehicle_declarations";q={n};w={self.WINDOW_S}',
-                    "RateLimit": f'"vehicle_declarations";r=0;t={retry_after}',
-                },
+                headers=throttled_headers("vehicle_declarations", n, self.WINDOW_S, wait_ms),
                 policy="vehicle_declarations",
                 max_declarations=n,
             )
@@ -223,21 +233,3 @@ class DeclarationThrottle:
             await self._call("undo", key)
         except RedisError as exc:
             self._log(exc)
-
-    def _log(self, exc: RedisError) -> None:
-        now = time.monotonic()
-        if now - self._logged_at >= LOG_EVERY_S:
-            self._logged_at = now
-            log.warning(
-                "vehicle declaration throttle: Redis unavailable (%s); declarations fail %s",
-                type(exc).__name__,
-                "open" if self.settings.limit_ip_fail_open else "closed",
-            )
-
-    def _unavailable(self, exc: RedisError) -> None:
-        self._log(exc)
-        if not self.settings.limit_ip_fail_open:
-            raise LimiterUnavailable(
-                "Vehicle declaration throttling is unavailable; try again shortly",
-                headers={"Retry-After": "1"},
-            ) from exc
